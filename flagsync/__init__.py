@@ -1,0 +1,1 @@
+"""flagsync: keeps one minimal consent flag in a One-style council database in line with consent records."""

@@ -1,0 +1,1 @@
+"""Adapters: the technologies behind the ports (SQL, CSV, HTTP, the state store)."""

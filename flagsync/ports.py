@@ -1,0 +1,206 @@
+"""The interfaces the sync service needs, named by what it needs rather than by technology.
+
+Adapters in `flagsync.adapters` implement them; `flagsync.bootstrap` wires the concrete ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, SourceItem
+
+# --------------------------------------------------------------------------------------------
+# Consent source
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in the source since a watermark.
+
+    `person_ids` is None when the source cannot tell which people changed (a CSV file whose
+    content hash changed, or the first poll): the caller should run a full reconcile instead.
+    `watermark` is opaque to the caller; store it and pass it back next time.
+    """
+
+    person_ids: frozenset[str] | None
+    watermark: str | None
+
+
+class ConsentSource(Protocol):
+    """Reads consent records; yields only the contract's columns, never personal details.
+
+    Every method raises `SourceError` when the source cannot be read as a whole. Items are
+    yielded as the source is read (streaming), so a caller must consume the iterator to the end
+    before trusting it as complete: an error may come after some items.
+    """
+
+    def read_all(self, now: datetime) -> Iterator[SourceItem]:
+        """Every record; `now` decides what counts as a future timestamp."""
+        ...
+
+    def read_person(self, person_id: str, now: datetime) -> Iterator[SourceItem]:
+        """Every record naming this person id (quarantined ones included)."""
+        ...
+
+    def changes_since(self, watermark: str | None) -> Changes:
+        """Which people have records changed since `watermark` (see `Changes`)."""
+        ...
+
+    def describe(self) -> str:
+        """A short description safe to print and log (no credentials)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# One
+
+
+class CreateOutcome(StrEnum):
+    CREATED = "created"
+    ALREADY_PRESENT = "already_present"  # One answered 409 DUPLICATE_ACTIVE_INVOLVEMENT
+
+
+class FlagGateway(Protocol):
+    """Creates, lists and removes our own flags in One, and nothing else.
+
+    Thread-safe: the service calls the write methods from several threads at once. Retriable
+    failures are retried inside (within the configured budget); what escapes is a `RemoteError`
+    subclass from `flagsync.errors`. `PersonUnavailable` says One will not hold a flag for that
+    person.
+    """
+
+    def list_flags(self) -> list[Flag]:
+        """Every active flag of ours, complete, or an exception: never a partial list."""
+        ...
+
+    def person_flags(self, person_id: str) -> list[Flag]:
+        """This person's active flags of ours (normally zero or one)."""
+        ...
+
+    def create_flag(self, person_id: str, idempotency_key: str) -> CreateOutcome:
+        """Put the flag on this person; the same key must be used for every retry of one create."""
+        ...
+
+    def remove_flag(self, flag: Flag) -> None:
+        """Delete this flag; already gone counts as done; a stale version is re-read and retried."""
+        ...
+
+    def probe(self) -> int:
+        """Fetch a token and list one page; return how many flags that page held."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# State store
+
+
+class RunOutcome(StrEnum):
+    CONVERGED = "converged"  # exit 0
+    CHANGES_FAILED = "changes_failed"  # exit 3
+    HELD = "held"  # exit 4
+    ERROR = "error"  # exit 1
+    INTERRUPTED = "interrupted"  # stopped by a signal before it finished
+
+
+class RunTrigger(StrEnum):
+    OPERATOR = "operator"
+    OPERATOR_PERSON = "operator_person"
+    SCHEDULED_FULL = "scheduled_full"
+    CHANGE_POLL = "change_poll"
+    DEMO = "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    run_id: str
+    trigger: RunTrigger
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: RunOutcome | None
+    counts: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRemoval:
+    """A removal One has not yet confirmed. `person` is a pseudonym, never the raw id."""
+
+    involvement_id: str
+    person: str
+    since: datetime
+    attempts: int
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    at: datetime
+    run_id: str
+    action: str  # "add", "remove", "hold", "fail", "quarantine", ...
+    person: str | None  # pseudonym
+    outcome: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One line of the last full run's report for `flagsync status`, pseudonymised."""
+
+    kind: str  # "quarantined", "unmatched", "attention", "person_issue"
+    subject: str  # pseudonym of the record or person
+    reason: str
+
+
+class StateStore(Protocol):
+    """Run history, pending and held removals, the change watermark and the audit trail.
+
+    Takes raw person ids where convenient and stores only their pseudonyms: nothing it keeps
+    names a person or a consent record in the clear.
+    """
+
+    def start_run(self, trigger: RunTrigger, started_at: datetime) -> str: ...
+
+    def finish_run(self, run_id: str, outcome: RunOutcome, counts: Mapping[str, int], finished_at: datetime) -> None: ...
+
+    def recent_runs(self, limit: int = 10) -> list[RunRecord]: ...
+
+    def last_success(self, trigger: RunTrigger | None = None) -> datetime | None: ...
+
+    def mark_pending(self, flag: Flag, at: datetime, *, held: bool = False) -> None:
+        """Remember a removal not yet confirmed (failed, or held by the guard)."""
+        ...
+
+    def clear_pending(self, involvement_id: str) -> None: ...
+
+    def pending_removals(self) -> list[PendingRemoval]: ...
+
+    def record_events(self, run_id: str, events: Sequence[tuple[str, str | None, str, str | None]], at: datetime) -> None:
+        """Append audit events: (action, raw person id or None, outcome, reason code or None)."""
+        ...
+
+    def audit_events(self, since: date | None, until: date | None) -> list[AuditEvent]: ...
+
+    def audit_counts(self, since: date | None, until: date | None) -> list[tuple[date, str, str, int]]:
+        """(day, action, outcome, count) rows, ordered by day then action."""
+        ...
+
+    def purge_audit(self, before: datetime) -> int: ...
+
+    def get_watermark(self) -> str | None: ...
+
+    def set_watermark(self, watermark: str | None) -> None: ...
+
+    def replace_report(
+        self,
+        quarantined: Sequence[QuarantinedRecord],
+        unmatched: Sequence[str],
+        attention: Sequence[Attention],
+        person_issues: Sequence[tuple[str, str]],
+    ) -> None:
+        """Replace the stored report of the last full run (pseudonymised on the way in)."""
+        ...
+
+    def report(self) -> list[ReportRow]: ...

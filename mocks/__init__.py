@@ -1,0 +1,1 @@
+"""Test doubles for flagsync: the One-style mock server. Must never import flagsync."""
