@@ -1,0 +1,115 @@
+"""The composition root: the one place that turns settings into concrete adapters and a service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from flagsync.adapters.csv_source import CsvConsentSource
+from flagsync.adapters.one_http import HttpFlagGateway
+from flagsync.adapters.run_lock import RunLock
+from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.core.model import Rules
+from flagsync.core.pseudonym import Pseudonymizer
+from flagsync.errors import ConfigError
+from flagsync.metrics import Metrics
+from flagsync.ports import ConsentSource, FlagGateway, StateStore
+from flagsync.service import SyncService
+from flagsync.settings import Settings
+
+#: Used only when no audit.hmac_key is configured and secrets are not required (the demo).
+DEMO_HMAC_KEY = b"flagsync-demo-key-not-for-production"
+
+
+@dataclass
+class App:
+    """Everything a command needs, built from one Settings object."""
+
+    settings: Settings
+    pseudonymizer: Pseudonymizer
+    source: ConsentSource
+    gateway: FlagGateway
+    state: StateStore
+    metrics: Metrics
+    service: SyncService
+    lock: Callable[[], AbstractContextManager[object]]
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
+def build_pseudonymizer(settings: Settings) -> Pseudonymizer:
+    key = settings.audit.hmac_key
+    return Pseudonymizer(key.get_secret_value().encode() if key is not None else DEMO_HMAC_KEY)
+
+
+def build_source(settings: Settings) -> ConsentSource:
+    src = settings.source
+    zone = ZoneInfo(src.timezone)
+    if src.kind == "csv":
+        if src.path is None:
+            raise ConfigError("source.path is required when source.kind is csv")
+        return CsvConsentSource(src.path, src.columns, zone)
+    return SqlConsentSource(src.url.get_secret_value(), src.table, src.columns, zone)
+
+
+def build_gateway(settings: Settings, metrics: Metrics) -> HttpFlagGateway:
+    one = settings.one
+    if not one.base_url or not one.client_id or one.client_secret is None:
+        raise ConfigError("one.base_url, one.client_id and one.client_secret are required")
+    return HttpFlagGateway(
+        base_url=one.base_url,
+        token_url=one.token_url,
+        client_id=one.client_id,
+        client_secret=one.client_secret.get_secret_value(),
+        ca_bundle=one.ca_bundle,
+        connect_timeout=one.connect_timeout,
+        read_timeout=one.read_timeout,
+        max_concurrency=one.max_concurrency,
+        max_requests_per_second=one.max_requests_per_second,
+        page_size=one.page_size,
+        retry_attempts=settings.sync.retry_attempts,
+        retry_max_delay=settings.sync.retry_max_delay,
+        allow_insecure_http=one.allow_insecure_http,
+        on_request=metrics.on_request,
+        on_retry=metrics.on_retry,
+    )
+
+
+def build_rules(settings: Settings) -> Rules:
+    return Rules(
+        accepted_versions=frozenset(settings.source.accepted_consent_versions),
+        max_removals=settings.sync.max_removals,
+        max_removal_fraction=settings.sync.max_removal_fraction,
+    )
+
+
+def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
+    """Build every component; nothing connects until it is first used."""
+    pseudonymizer = build_pseudonymizer(settings)
+    metrics = Metrics()
+    source = build_source(settings)
+    gateway = build_gateway(settings, metrics)
+    state_url = settings.state.url.get_secret_value()
+    state = SqlStateStore(state_url, pseudonymizer)
+
+    def lock() -> AbstractContextManager[object]:
+        return RunLock(state_url, wait_seconds=lock_wait_seconds)
+
+    service = SyncService(
+        source=source,
+        gateway=gateway,
+        state=state,
+        rules=build_rules(settings),
+        max_concurrency=settings.one.max_concurrency,
+        lock=lock,
+        observer=metrics,
+    )
+    app = App(settings, pseudonymizer, source, gateway, state, metrics, service, lock)
+    app.closers.append(gateway.close)
+    return app

@@ -1,0 +1,533 @@
+"""The `flagsync` command line: plan, sync, daemon, status, audit, check and demo.
+
+Output on stdout is for people (tables) or, with --json, one machine-readable document. Logs go to
+stderr for one-off commands and to stdout for the daemon. The terminal may show person and record
+ids to the operator; logs never do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from flagsync.core.model import Plan, is_valid_person_id
+from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, StateError
+from flagsync.logs import configure_logging, safe_error_summary
+from flagsync.ports import RunOutcome, RunTrigger
+from flagsync.service import Phase, RunReport
+from flagsync.settings import Settings, load_settings
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PLAN_CHANGES = 2
+EXIT_CHANGES_FAILED = 3
+EXIT_HELD = 4
+
+SYNC_EXIT = {
+    RunOutcome.CONVERGED: EXIT_OK,
+    RunOutcome.ERROR: EXIT_ERROR,
+    RunOutcome.INTERRUPTED: EXIT_ERROR,
+    RunOutcome.CHANGES_FAILED: EXIT_CHANGES_FAILED,
+    RunOutcome.HELD: EXIT_HELD,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Terminal helpers
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only on a terminal and never in JSON mode."""
+
+    def __init__(self, stream: IO[str], enabled: bool) -> None:
+        self._stream = stream
+        self._enabled = enabled
+        self._last: tuple[Phase, int] | None = None
+
+    def __call__(self, phase: Phase, done: int, total: int | None) -> None:
+        if not self._enabled:
+            return
+        if total:
+            width = 30
+            filled = int(width * done / total)
+            line = f"\r{phase.value:<26} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        else:
+            line = f"\r{phase.value:<26} {done} so far"
+        self._stream.write(line.ljust(72))
+        if total is not None and done >= total:
+            self._stream.write("\n")
+        self._stream.flush()
+
+
+def _table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: IO[str]) -> None:
+    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def plan_document(plan: Plan) -> dict[str, Any]:
+    """The plan as a JSON-ready document (ids shown: this goes to the operator, not to logs)."""
+    return {
+        "adds": list(plan.adds),
+        "removes": [{"personId": f.person_id, "involvementId": f.involvement_id} for f in plan.removes],
+        "held": [{"personId": f.person_id, "involvementId": f.involvement_id} for f in plan.held],
+        "unchanged": len(plan.unchanged),
+        "unmatched": list(plan.unmatched),
+        "quarantined": [
+            {"recordId": q.record_id, "personId": q.person_id, "reason": q.reason.value, "field": q.field}
+            for q in plan.quarantined
+        ],
+        "attention": [{"personId": a.person_id, "recordId": a.record_id, "reason": a.verdict.value} for a in plan.attention],
+        "flagsInOne": plan.current_flags,
+        "guardTripped": plan.guard_tripped,
+    }
+
+
+def print_plan(plan: Plan, out: IO[str]) -> None:
+    """Print a plan as short tables for a person at a terminal."""
+    out.write(
+        f"Plan: {len(plan.adds)} to add, {len(plan.removes)} to remove, {len(plan.held)} held, "
+        f"{len(plan.unchanged)} unchanged ({plan.current_flags} flags in One)\n"
+    )
+    if plan.adds:
+        out.write("\nTo add:\n")
+        _table([[p] for p in plan.adds], ["person"], out)
+    if plan.removes:
+        out.write("\nTo remove:\n")
+        _table([[f.person_id, f.involvement_id] for f in plan.removes], ["person", "involvement"], out)
+    if plan.held:
+        out.write("\nHeld by the mass-removal guard (release with: flagsync sync --allow-mass-removal):\n")
+        _table([[f.person_id, f.involvement_id] for f in plan.held], ["person", "involvement"], out)
+    if plan.quarantined:
+        out.write("\nQuarantined records (no flag for their person until fixed):\n")
+        _table(
+            [[q.record_id or "-", q.person_id or "-", q.reason.value, q.field or "-"] for q in plan.quarantined],
+            ["record", "person", "reason", "field"],
+            out,
+        )
+    if plan.unmatched:
+        out.write("\nUnmatched records (no One person id; nothing sent):\n")
+        _table([[r] for r in plan.unmatched], ["record"], out)
+    if plan.attention:
+        out.write("\nNeeds attention (valid record, but no usable consent):\n")
+        _table([[a.person_id, a.record_id, a.verdict.value] for a in plan.attention], ["person", "record", "reason"], out)
+
+
+def report_document(report: RunReport) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "runId": report.run_id,
+        "outcome": report.outcome.value,
+        "dryRun": report.dry_run,
+        "durationSeconds": round(report.duration_s, 3),
+        "counts": report.counts(),
+        "error": report.error,
+    }
+    if report.plan is not None:
+        doc["plan"] = plan_document(report.plan)
+    doc["failed"] = [{"action": c.action, "personId": c.person_id, "reason": c.reason} for c in report.failed]
+    doc["personIssues"] = [{"personId": c.person_id, "reason": c.reason} for c in report.person_issues]
+    return doc
+
+
+def print_report(report: RunReport, out: IO[str]) -> None:
+    if report.plan is not None:
+        print_plan(report.plan, out)
+    if report.dry_run:
+        out.write("\nDry run: nothing was written.\n")
+        return
+    counts = report.counts()
+    out.write(
+        f"\nApplied: {counts['adds']} added, {counts['removes']} removed, {counts['failed']} failed, "
+        f"{counts['person_issues']} refused by One for the person.\n"
+    )
+    if report.failed:
+        out.write("\nFailed (kept and retried on the next run):\n")
+        _table([[c.action, c.person_id, c.reason or "-"] for c in report.failed], ["action", "person", "reason"], out)
+    if report.person_issues:
+        out.write("\nOne will not hold a flag for:\n")
+        _table([[c.person_id, c.reason or "-"] for c in report.person_issues], ["person", "reason"], out)
+    out.write(f"\nOutcome: {report.outcome.value}")
+    if report.error:
+        out.write(f" - {report.error}")
+    out.write(f" (run {report.run_id}, {report.duration_s:.1f} s)\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# Commands
+
+
+def _settings(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
+    return load_settings(config_file=args.config, require_secrets=require_secrets)
+
+
+def _setup_logging(settings: Settings, args: argparse.Namespace, *, interactive_quiet: bool) -> None:
+    from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - keeps `--help` fast and free of adapters
+
+    level = settings.log.level
+    if interactive_quiet and sys.stderr.isatty() and not getattr(args, "verbose", False) and level in ("DEBUG", "INFO"):
+        level = "WARNING"  # a person at a terminal reads the tables; the events go to the daemon's logs
+    configure_logging(format=settings.log.format, level=level, pseudonymizer=build_pseudonymizer(settings), stream=sys.stderr)
+
+
+def _person_scope(args: argparse.Namespace) -> frozenset[str] | None:
+    if args.person is None:
+        return None
+    if not is_valid_person_id(args.person):
+        raise ConfigError("--person is not a valid One person id (letters, digits, '_' or '-', at most 64)")
+    return frozenset({args.person})
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from flagsync.bootstrap import build_app  # noqa: PLC0415 - see _setup_logging
+
+    settings = _settings(args)
+    _setup_logging(settings, args, interactive_quiet=True)
+    app = build_app(settings)
+    try:
+        progress = Progress(sys.stderr, sys.stderr.isatty() and not args.json)
+        plan = app.service.plan(_person_scope(args), progress=progress)
+    finally:
+        app.close()
+    if args.json:
+        json.dump(plan_document(plan), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_plan(plan, sys.stdout)
+    return EXIT_PLAN_CHANGES if plan.has_changes else EXIT_OK
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from flagsync.bootstrap import build_app  # noqa: PLC0415 - see _setup_logging
+
+    settings = _settings(args)
+    _setup_logging(settings, args, interactive_quiet=True)
+    scope = _person_scope(args)
+    app = build_app(settings)
+    try:
+        progress = Progress(sys.stderr, sys.stderr.isatty() and not args.json)
+        report = app.service.sync(
+            trigger=RunTrigger.OPERATOR if scope is None else RunTrigger.OPERATOR_PERSON,
+            person_ids=scope,
+            dry_run=args.dry_run,
+            allow_mass_removal=args.allow_mass_removal,
+            progress=progress,
+        )
+    finally:
+        app.close()
+    if args.json:
+        json.dump(report_document(report), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_report(report, sys.stdout)
+    if report.dry_run and report.outcome is RunOutcome.CONVERGED:
+        return EXIT_PLAN_CHANGES if report.plan is not None and report.plan.has_changes else EXIT_OK
+    return SYNC_EXIT[report.outcome]
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from flagsync.bootstrap import build_app  # noqa: PLC0415 - see _setup_logging
+    from flagsync.daemon import Daemon  # noqa: PLC0415 - only the daemon needs the scheduler
+
+    settings = _settings(args)
+    from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
+
+    configure_logging(
+        format=settings.log.format, level=settings.log.level, pseudonymizer=build_pseudonymizer(settings), stream=sys.stdout
+    )
+    app = build_app(settings, lock_wait_seconds=0.0)
+    try:
+        Daemon(app).run_until_signalled()
+    finally:
+        app.close()
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from flagsync.adapters.sql_state import SqlStateStore  # noqa: PLC0415 - see _setup_logging
+    from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
+
+    settings = _settings(args, require_secrets=False)
+    _setup_logging(settings, args, interactive_quiet=True)
+    state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
+    runs = state.recent_runs(10)
+    pending = state.pending_removals()
+    report = state.report()
+    last_full = state.last_success(RunTrigger.SCHEDULED_FULL)
+    interval = timedelta(seconds=settings.sync.full_reconcile_interval)
+    next_full = (last_full + interval) if last_full is not None else None
+    if args.json:
+        doc = {
+            "runs": [
+                {
+                    "runId": r.run_id,
+                    "trigger": r.trigger.value,
+                    "startedAt": r.started_at.isoformat(),
+                    "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
+                    "outcome": r.outcome.value if r.outcome else None,
+                    "counts": dict(r.counts),
+                }
+                for r in runs
+            ],
+            "nextFullReconcileDue": next_full.isoformat() if next_full else None,
+            "pendingRemovals": [
+                {
+                    "involvementId": p.involvement_id,
+                    "person": p.person,
+                    "since": p.since.isoformat(),
+                    "attempts": p.attempts,
+                    "held": p.held,
+                }
+                for p in pending
+            ],
+            "report": [{"kind": r.kind, "subject": r.subject, "reason": r.reason} for r in report],
+        }
+        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    out = sys.stdout
+    out.write("Recent runs:\n")
+    if runs:
+        _table(
+            [
+                [
+                    r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    r.trigger.value,
+                    r.outcome.value if r.outcome else "running",
+                    _counts_summary(r.counts),
+                ]
+                for r in runs
+            ],
+            ["started (UTC)", "trigger", "outcome", "counts"],
+            out,
+        )
+    else:
+        out.write("  (no runs yet)\n")
+    out.write(f"\nNext full reconcile due: {next_full.strftime('%Y-%m-%d %H:%M:%S UTC') if next_full else 'at daemon start'}\n")
+    held = [p for p in pending if p.held]
+    waiting = [p for p in pending if not p.held]
+    out.write(f"\nPending removals (retried every cycle): {len(waiting)}\n")
+    if waiting:
+        _table(
+            [[p.involvement_id, p.person, p.attempts, p.since.strftime("%Y-%m-%d %H:%M")] for p in waiting],
+            ["involvement", "person (pseudonym)", "attempts", "since"],
+            out,
+        )
+    out.write(f"\nHeld removals (release with: flagsync sync --allow-mass-removal): {len(held)}\n")
+    if held:
+        _table(
+            [[p.involvement_id, p.person, p.since.strftime("%Y-%m-%d %H:%M")] for p in held],
+            ["involvement", "person (pseudonym)", "since"],
+            out,
+        )
+    for kind, title in (
+        ("quarantined", "Quarantined records"),
+        ("unmatched", "Unmatched records"),
+        ("attention", "Needs attention"),
+        ("person_issue", "People One will not flag"),
+    ):
+        rows = [r for r in report if r.kind == kind]
+        out.write(f"\n{title} (last full run): {len(rows)}\n")
+        if rows:
+            _table([[r.subject, r.reason] for r in rows], ["pseudonym", "reason"], out)
+    if report:
+        out.write("\nPseudonyms keep ids out of the state store; `flagsync plan` shows the ids themselves.\n")
+    return EXIT_OK
+
+
+def _counts_summary(counts: dict[str, int] | Any) -> str:
+    keys = ("adds", "removes", "held", "failed", "quarantined")
+    return ", ".join(f"{k} {counts.get(k, 0)}" for k in keys if counts.get(k))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from flagsync.adapters.sql_state import SqlStateStore  # noqa: PLC0415 - see _setup_logging
+    from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
+
+    settings = _settings(args, require_secrets=False)
+    _setup_logging(settings, args, interactive_quiet=True)
+    state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
+    out = sys.stdout
+    if args.events:
+        events = state.audit_events(args.since, args.until)
+        rows = [[e.at.isoformat(), e.run_id, e.action, e.person or "", e.outcome, e.reason or ""] for e in events]
+        headers = ["at", "run_id", "action", "person", "outcome", "reason"]
+    else:
+        counts = state.audit_counts(args.since, args.until)
+        rows = [[day.isoformat(), action, outcome, n] for day, action, outcome, n in counts]
+        headers = ["day", "action", "outcome", "count"]
+    if args.format == "json":
+        json.dump([dict(zip(headers, row, strict=True)) for row in rows], out, indent=2)
+        out.write("\n")
+    else:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from flagsync.bootstrap import build_app  # noqa: PLC0415 - see _setup_logging
+    from flagsync.core.rule import Gatherer  # noqa: PLC0415 - see _setup_logging
+    from flagsync.settings import describe_settings  # noqa: PLC0415 - see _setup_logging
+
+    out = sys.stdout
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        out.write(f"FAIL configuration: {exc}\n")
+        return EXIT_ERROR
+    _setup_logging(settings, args, interactive_quiet=True)
+    out.write(f"ok   configuration: source {settings.source.kind}, One {settings.one.base_url}\n")
+    if args.verbose:
+        json.dump(describe_settings(settings), out, indent=2, default=str)
+        out.write("\n")
+    app = build_app(settings)
+    ok = True
+
+    def run_check(name: str, check: Callable[[], str]) -> None:
+        nonlocal ok
+        try:
+            out.write(f"ok   {name}: {check()}\n")
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one printed line; nothing here is retried
+            ok = False
+            out.write(f"FAIL {name}: {safe_error_summary(exc)}\n")
+
+    def read_source() -> str:
+        gatherer = Gatherer()
+        records = 0
+        for item in app.source.read_all(datetime.now(UTC)):
+            gatherer.add(item)
+            records += 1
+        g = gatherer.result()
+        return f"{records} records, {len(g.people)} people, {len(g.quarantined)} quarantined, {len(g.unmatched)} unmatched"
+
+    def state_store() -> str:
+        runs = app.state.recent_runs(1)
+        return f"reachable, {len(runs)} recent run(s) on record"
+
+    try:
+        run_check("consent source", read_source)
+        run_check("One token and listing", lambda: f"token accepted, first page listed ({app.gateway.probe()} flags on it)")
+        run_check("state store", state_store)
+    finally:
+        app.close()
+    return EXIT_OK if ok else EXIT_ERROR
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from flagsync.demo import run_demo  # noqa: PLC0415 - the demo needs the mock server extra
+
+    return run_demo(workdir=args.workdir, out=sys.stdout)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parser
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a date like 2026-11-24") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flagsync",
+        description="Keep One's 'PIAS is working with this family' flag in line with recorded consent.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML configuration file (default: FLAGSYNC_CONFIG or config/flagsync.toml)"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="show log events on the terminal too")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "plan",
+        parents=[common],
+        help="show what a sync would change; writes nothing",
+        description=("Read the consent records and One, print the plan. Exit 0: nothing to do; 2: changes pending; 1: error."),
+    )
+    p.add_argument("--person", metavar="ID", help="plan for this One person id only")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser(
+        "sync",
+        parents=[common],
+        help="resync now (everyone, or one person)",
+        description=("Exit 0: converged; 1: error; 3: some changes failed (kept for retry); 4: removals held by the guard."),
+    )
+    p.add_argument("--person", metavar="ID", help="sync this One person id only")
+    p.add_argument("--dry-run", action="store_true", help="plan only; write nothing")
+    p.add_argument("--allow-mass-removal", action="store_true", help="release removals held by the mass-removal guard")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser(
+        "daemon",
+        parents=[common],
+        help="run the scheduled worker until SIGTERM/SIGINT",
+        description=("Change poll and full reconcile on a schedule; /healthz and /metrics on daemon.http_port."),
+    )
+    p.set_defaults(func=cmd_daemon)
+
+    p = sub.add_parser("status", parents=[common], help="recent runs, pending and held removals, records needing attention")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "audit",
+        parents=[common],
+        help="the anonymised activity report",
+        description="Counts per day, action and outcome (pseudonymous event rows with --events).",
+    )
+    p.add_argument("--since", type=_date, metavar="DATE", help="first day (inclusive, UTC)")
+    p.add_argument("--until", type=_date, metavar="DATE", help="last day (inclusive, UTC)")
+    p.add_argument("--format", choices=("csv", "json"), default="csv")
+    p.add_argument("--events", action="store_true", help="list events with pseudonyms instead of daily counts")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "check",
+        parents=[common],
+        help="check configuration, source, One and the state store",
+        description="One line per check. Exit 0 when all pass, 1 otherwise.",
+    )
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("demo", help="a guided tour against a local mock of One (no configuration needed)")
+    p.add_argument("--workdir", type=Path, default=None, help="where to put the demo's files (default: a temporary folder)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except RunInProgressError as exc:
+        sys.stderr.write(f"flagsync: {exc}; try again when it has finished\n")
+        return EXIT_ERROR
+    except (ConfigError, StateError, FlagsyncError) as exc:
+        sys.stderr.write(f"flagsync: {exc}\n")
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("flagsync: interrupted\n")
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

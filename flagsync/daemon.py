@@ -1,0 +1,219 @@
+"""The scheduled worker: a change poll, a full reconcile and an audit purge, plus /healthz and /metrics.
+
+Jobs run on a one-thread executor, so they never overlap inside the process; the run lock keeps
+them apart from an operator's one-off run (the daemon does not wait for it: it skips that cycle).
+APScheduler's default misfire grace of 1 s would silently drop late runs, so it is disabled: a late
+job still runs, and coalescing folds a backlog into one run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerThreadPool
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from flagsync.bootstrap import App
+from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError
+from flagsync.logs import safe_error_summary
+from flagsync.ports import RunOutcome, RunTrigger
+from flagsync.service import PERSON_SCOPE_LIMIT, RunReport
+
+log = structlog.get_logger("flagsync.daemon")
+
+#: How long SIGTERM waits for a run in progress before the process leaves anyway (spec: exit within 10 s).
+SHUTDOWN_GRACE_SECONDS = 8.0
+
+#: Outcomes that mean the run read both sides and planned: the daemon is doing its job.
+_HEALTHY = frozenset({RunOutcome.CONVERGED, RunOutcome.CHANGES_FAILED, RunOutcome.HELD})
+
+
+class Daemon:
+    """Owns the scheduler, the health/metrics endpoint and the shutdown sequence."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.settings = app.settings.sync
+        self.started_at = time.monotonic()
+        self.last_full_ok: float | None = None
+        self.stopping = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": SchedulerThreadPool(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self._http: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------------------------------
+    # Jobs
+
+    def _run(self, trigger: RunTrigger, person_ids: frozenset[str] | None) -> RunReport | None:
+        if self.stopping.is_set():
+            return None
+        self.idle.clear()
+        try:
+            return self.app.service.sync(trigger=trigger, person_ids=person_ids)
+        except RunInProgressError:
+            log.info("sync.skipped", reason="RUN_IN_PROGRESS", trigger=trigger.value)
+            return None
+        except FlagsyncError as exc:
+            log.error("sync.failed", trigger=trigger.value, error_type=type(exc).__name__, error=str(exc))
+            return None
+        finally:
+            self.idle.set()
+
+    def full_reconcile(self) -> None:
+        """List everything, repair drift, retry pending removals; then move the change watermark on."""
+        try:
+            watermark = self.app.source.changes_since(None).watermark
+        except FlagsyncError as exc:
+            log.error("source.watermark_failed", error_type=type(exc).__name__, error=str(exc))
+            watermark = None
+        report = self._run(RunTrigger.SCHEDULED_FULL, None)
+        if report is not None and report.outcome in _HEALTHY:
+            self.last_full_ok = time.monotonic()
+            if watermark is not None:
+                self.app.state.set_watermark(watermark)
+
+    def change_poll(self) -> None:
+        """Sync just the people whose records changed; escalate to a full reconcile when needed."""
+        if any(not p.held for p in self.app.state.pending_removals()):
+            # Removal is a duty: a pending removal is retried every cycle, with fresh consent.
+            self.full_reconcile()
+            return
+        try:
+            changes = self.app.source.changes_since(self.app.state.get_watermark())
+        except FlagsyncError as exc:
+            log.error("source.changes_failed", error_type=type(exc).__name__, error=str(exc))
+            return
+        if changes.person_ids is None or len(changes.person_ids) > PERSON_SCOPE_LIMIT:
+            self.full_reconcile()
+            return
+        if not changes.person_ids:
+            return
+        report = self._run(RunTrigger.CHANGE_POLL, changes.person_ids)
+        if report is not None and report.outcome in (RunOutcome.CONVERGED, RunOutcome.HELD):
+            self.app.state.set_watermark(changes.watermark)
+
+    def purge_audit(self) -> None:
+        cutoff = datetime.now(UTC) - timedelta(days=self.app.settings.audit.retention_days)
+        try:
+            purged = self.app.state.purge_audit(cutoff)
+        except FlagsyncError as exc:
+            log.error("audit.purge_failed", error_type=type(exc).__name__, error=str(exc))
+            return
+        log.info("audit.purged", count=purged)
+
+    # ------------------------------------------------------------------------------------------
+    # Health
+
+    def healthy(self) -> bool:
+        """The scheduler is alive and a full reconcile succeeded within twice its interval."""
+        if not self.scheduler.running or self.stopping.is_set():
+            return False
+        window = 2 * self.settings.full_reconcile_interval
+        since = self.last_full_ok if self.last_full_ok is not None else self.started_at
+        return time.monotonic() - since <= window
+
+    def _serve_http(self) -> None:
+        daemon = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/healthz":
+                    ok = daemon.healthy()
+                    body = b"ok\n" if ok else b"unhealthy\n"
+                    self._send(200 if ok else 503, "text/plain; charset=utf-8", body)
+                elif self.path == "/metrics":
+                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(daemon.app.metrics.registry))
+                else:
+                    self._send(404, "text/plain; charset=utf-8", b"not found\n")
+
+            def _send(self, status: int, content_type: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Probes every few seconds would flood the logs; they are visible in /metrics instead."""
+
+        host = self.app.settings.daemon.http_host
+        port = self.app.settings.daemon.http_port
+        self._http = ThreadingHTTPServer((host, port), Handler)
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="flagsync-http", daemon=True).start()
+        log.info("daemon.http_listening", port=self._http.server_address[1])
+
+    # ------------------------------------------------------------------------------------------
+    # Life cycle
+
+    def start(self) -> None:
+        s = self.settings
+        now = datetime.now(UTC)
+        self.scheduler.add_job(
+            self.full_reconcile, "interval", seconds=s.full_reconcile_interval, next_run_time=now, id="full_reconcile"
+        )
+        self.scheduler.add_job(
+            self.change_poll,
+            "interval",
+            seconds=s.change_poll_interval,
+            next_run_time=now + timedelta(seconds=s.change_poll_interval),
+            id="change_poll",
+        )
+        self.scheduler.add_job(self.purge_audit, "interval", hours=24, next_run_time=now + timedelta(minutes=1), id="purge_audit")
+        if self.app.settings.daemon.http_port:
+            self._serve_http()
+        self.scheduler.start()
+        log.info(
+            "daemon.started",
+            source=self.app.source.describe(),
+            change_poll_s=s.change_poll_interval,
+            full_reconcile_s=s.full_reconcile_interval,
+        )
+
+    def stop(self) -> None:
+        """Stop taking work, let the run in progress finish (bounded), and leave."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        log.info("daemon.stopping")
+        self.app.service.stop_event.set()
+        self.scheduler.shutdown(wait=False)
+        finished = self.idle.wait(SHUTDOWN_GRACE_SECONDS)
+        if self._http is not None:
+            self._http.shutdown()
+        log.info("daemon.stopped", outcome="clean" if finished else "forced")
+        if not finished:
+            # A request still waiting on One's read timeout must not keep the process past its grace;
+            # the run stays recorded as unfinished and the next start reconciles everything anyway.
+            os._exit(0)
+
+    def run_until_signalled(self) -> None:
+        stop_requested = threading.Event()
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            stop_requested.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        try:
+            self.start()
+        except OSError as exc:
+            port = self.app.settings.daemon.http_port
+            raise ConfigError(f"cannot listen on daemon.http_port {port}: {exc.strerror or safe_error_summary(exc)}") from None
+        while not stop_requested.wait(0.5):
+            pass
+        self.stop()

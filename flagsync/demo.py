@@ -1,0 +1,330 @@
+"""`flagsync demo`: a guided tour for a newcomer against a One-style mock server started in-process."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from flagsync.bootstrap import build_app
+from flagsync.cli import print_plan, print_report
+from flagsync.logs import configure_logging
+from flagsync.ports import RunTrigger
+from flagsync.settings import load_settings
+
+DEMO_CLIENT = ("flagsync-demo", "demo-secret-not-for-production")
+
+# (record_id, person_id, decision, informed, consented_by, recorded_at, expires_at, case_status,
+#  then fake personal data flagsync must never read: child_name, address, date_of_birth, notes)
+SAMPLE_RECORDS: list[tuple[Any, ...]] = [
+    (
+        "C-001",
+        "P1001",
+        "granted",
+        "yes",
+        "parent",
+        "2026-09-01T10:00:00",
+        None,
+        "open",
+        "Amelia Fakename",
+        "1 Example Road, Sampletown",
+        "2015-03-02",
+        "Autism assessment pending",
+    ),
+    (
+        "C-002",
+        "P1002",
+        "granted",
+        "yes",
+        "parent",
+        "2026-08-01T09:00:00",
+        None,
+        "open",
+        "Ben Notreal",
+        "2 Example Road, Sampletown",
+        "2013-07-19",
+        "EHCP review",
+    ),
+    (
+        "C-003",
+        "P1002",
+        "withdrawn",
+        None,
+        None,
+        "2026-11-20T16:30:00",
+        None,
+        "open",
+        "Ben Notreal",
+        "2 Example Road, Sampletown",
+        "2013-07-19",
+        "Family asked to withdraw",
+    ),
+    (
+        "C-004",
+        "P1003",
+        "refused",
+        None,
+        None,
+        "2026-10-12T11:00:00",
+        None,
+        "open",
+        "Cara Madeup",
+        "3 Example Road, Sampletown",
+        "2016-01-30",
+        "Did not want the flag",
+    ),
+    (
+        "C-005",
+        "P1004",
+        "granted",
+        "yes",
+        "carer",
+        "2026-06-01T14:00:00",
+        None,
+        "closed",
+        "Dev Pretend",
+        "4 Example Road, Sampletown",
+        "2012-11-11",
+        "Case closed in October",
+    ),
+    (
+        "C-006",
+        "P1005",
+        "granted",
+        "yes",
+        "young_person",
+        "2025-10-01T10:00:00",
+        "2026-10-01T00:00:00",
+        "open",
+        "Eli Invented",
+        "5 Example Road, Sampletown",
+        "2009-05-05",
+        "Review date passed",
+    ),
+    (
+        "C-007",
+        "P1006",
+        "granted",
+        "no",
+        "parent",
+        "2026-11-02T10:00:00",
+        None,
+        "open",
+        "Fay Imaginary",
+        "6 Example Road, Sampletown",
+        "2017-08-08",
+        "Pros and cons not yet explained",
+    ),
+    (
+        "C-008",
+        "",
+        "granted",
+        "yes",
+        "parent",
+        "2026-11-03T10:00:00",
+        None,
+        "open",
+        "Gus Unknown",
+        "7 Example Road, Sampletown",
+        "2014-02-14",
+        "Not yet matched to One",
+    ),
+    (
+        "C-009",
+        "P1007",
+        "granted",
+        "yes",
+        "parent",
+        "last tuesday",
+        None,
+        "open",
+        "Hal Typo",
+        "8 Example Road, Sampletown",
+        "2011-12-12",
+        "Date typed by hand",
+    ),
+    (
+        "C-010",
+        "P1008",
+        "granted",
+        "yes",
+        "parent",
+        "2026-11-10T10:00:00",
+        None,
+        "open",
+        "Ivy Sample",
+        "9 Example Road, Sampletown",
+        "2018-04-04",
+        "Speech and language",
+    ),
+    (
+        "C-011",
+        "P1009",
+        "granted",
+        "yes",
+        "parent",
+        "2026-11-11T10:00:00",
+        None,
+        "open",
+        "Jon Archived",
+        "10 Example Road, Sampletown",
+        "2010-10-10",
+        "Moved away",
+    ),
+]
+
+#: People One knows, and their state there.
+SAMPLE_PEOPLE = [{"personId": f"P10{n:02d}", "state": "active"} for n in range(1, 9)] + [
+    {"personId": "P1009", "state": "archived"}
+]
+
+WHAT_IT_SHOWS = """\
+flagsync demo
+=============
+A family support service may put exactly one thing in the council's shared database ("One"):
+a flag saying "PIAS is working with this family" - and only with the family's informed, recorded
+consent. flagsync keeps One in line with the consent records. This demo:
+
+  1. starts a One-style mock server on {url}
+  2. creates a sample consent database ({db}) with fake names, addresses,
+     dates of birth and notes in extra columns - flagsync never reads those columns
+  3. One already holds a flag of ours for P1002 (who has since withdrawn) and another team's
+     involvement for P1001 (which flagsync must never touch)
+  4. plans, syncs, shows what One now holds, and syncs again to show nothing more changes
+"""
+
+
+def _create_consent_db(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE consent_records (record_id TEXT, person_id TEXT, decision TEXT, informed TEXT, consented_by TEXT, "
+            "recorded_at TEXT, expires_at TEXT, case_status TEXT, consent_version TEXT, updated_at TEXT, "
+            "child_name TEXT, address TEXT, date_of_birth TEXT, notes TEXT)"
+        )
+        db.executemany(
+            "INSERT INTO consent_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)",
+            SAMPLE_RECORDS,
+        )
+
+
+def _write_config(workdir: Path, url: str) -> Path:
+    config = workdir / "demo.toml"
+    config.write_text(
+        f"""# Written by `flagsync demo`: a complete configuration for the local mock.
+[source]
+kind = "sql"
+url = "sqlite:///{workdir / "consent.db"}"
+table = "consent_records"
+
+[one]
+base_url = "{url}"
+client_id = "{DEMO_CLIENT[0]}"
+client_secret = "{DEMO_CLIENT[1]}"
+
+[state]
+url = "sqlite:///{workdir / "flagsync-state.db"}"
+
+[audit]
+hmac_key = "demo-pseudonym-key-not-for-production"
+
+[log]
+level = "WARNING"
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+@contextmanager
+def _mock_server() -> Iterator[str]:
+    try:
+        from mocks.one.server import start_in_thread  # noqa: PLC0415 - the mock is an optional extra
+    except ImportError as exc:  # pragma: no cover - only without the mock extra
+        raise SystemExit("flagsync demo needs the mock server: pip install 'flagsync[mock]'") from exc
+    mock = start_in_thread(clients={DEMO_CLIENT[0]: (DEMO_CLIENT[1], "PIAS")})
+    try:
+        yield mock.url
+    finally:
+        mock.stop()
+
+
+def _seed_one(url: str) -> None:
+    http = requests.Session()
+    http.post(f"{url}/_mock/reset", timeout=5).raise_for_status()
+    http.post(f"{url}/_mock/people", json={"people": SAMPLE_PEOPLE}, timeout=5).raise_for_status()
+    for person_id, team, kind in (("P1002", "PIAS", "PIAS_WORKING_WITH_FAMILY"), ("P1001", "EHSS", "EARLY_HELP")):
+        body = {"personId": person_id, "serviceTeam": team, "involvementType": kind}
+        http.post(f"{url}/_mock/involvements", json=body, timeout=5).raise_for_status()
+
+
+def _print_one(url: str, out: IO[str]) -> None:
+    items = requests.get(f"{url}/_mock/involvements", timeout=5).json()
+    items = items.get("items", items) if isinstance(items, dict) else items
+    active = [i for i in items if i.get("status") == "active"]
+    out.write("\nWhat One now shows (every team's active involvements):\n")
+    for item in sorted(active, key=lambda i: (i["personId"], i["serviceTeam"])):
+        out.write(f"  {item['personId']:<8} {item['serviceTeam']:<6} {item['involvementType']}\n")
+
+
+def _print_sent_bodies(url: str, out: IO[str]) -> None:
+    journal = requests.get(f"{url}/_mock/requests", timeout=5).json()
+    entries = journal.get("items", journal) if isinstance(journal, dict) else journal
+    bodies = sorted(
+        {e.get("body") or "" for e in entries if e.get("method") == "POST" and "/api/v1/people/" in e.get("path", "")}
+    )
+    out.write("\nEvery body flagsync sent to One (from the mock's request journal):\n")
+    for body in bodies:
+        out.write(f"  {body}\n")
+    names = [str(r[8]) for r in SAMPLE_RECORDS]
+    leaked = [name for name in names if any(name in str(e) for e in entries)]
+    out.write(f"  Personal data found in any request: {'YES - ' + ', '.join(leaked) if leaked else 'none'}\n")
+
+
+def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
+    """Run the tour; returns the exit code (0)."""
+    with tempfile.TemporaryDirectory(prefix="flagsync-demo-") as tmp:
+        work = Path(workdir or tmp).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        for name in ("consent.db", "flagsync-state.db"):
+            (work / name).unlink(missing_ok=True)
+        _create_consent_db(work / "consent.db")
+        with _mock_server() as url:
+            _seed_one(url)
+            settings = load_settings(config_file=_write_config(work, url), env={})
+            configure_logging(format="console", level="WARNING", pseudonymizer=None)
+            out.write(WHAT_IT_SHOWS.format(url=url, db=work / "consent.db"))
+            out.write("\nThe consent records (only the columns flagsync reads):\n")
+            for r in SAMPLE_RECORDS:
+                out.write(
+                    f"  {r[0]}  person={r[1] or '(none)':<7} {r[2]:<9} informed={r[3] or '-':<4} "
+                    f"recorded={r[5]:<19} expires={r[6] or '-':<19} case={r[7]}\n"
+                )
+            _print_one(url, out)
+
+            app = build_app(settings)
+            try:
+                out.write("\n--- Step 1: flagsync plan (reads both sides, writes nothing) ---\n")
+                print_plan(app.service.plan(), out)
+
+                out.write("\n--- Step 2: flagsync sync ---\n")
+                report = app.service.sync(trigger=RunTrigger.DEMO)
+                print_report(report, out)
+                _print_one(url, out)
+
+                out.write("\n--- Step 3: flagsync sync again (a converged system makes no writes) ---\n")
+                again = app.service.sync(trigger=RunTrigger.DEMO)
+                counts = again.counts()
+                out.write(f"Second run: {counts['adds']} added, {counts['removes']} removed - outcome {again.outcome.value}\n")
+                _print_sent_bodies(url, out)
+            finally:
+                app.close()
+        out.write(
+            "\nNext: `flagsync-mock` runs this mock on its own for testers; `flagsync --help` lists the operator commands;"
+            "\nthe README explains configuration for a real One.\n"
+        )
+    return 0

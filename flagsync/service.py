@@ -1,0 +1,366 @@
+"""The sync service: read both sides, plan with the pure core, apply the plan, record the outcome.
+
+Gather → decide → apply. Nothing here knows about SQL, CSV or HTTP; it talks to the ports.
+
+Safety rules carried out here (product.md section 4):
+- removals are planned only from a complete read of the source AND a complete listing of One;
+  any read error ends the run before planning (`RunOutcome.ERROR`, nothing written);
+- a failed removal is kept as pending in the state store and retried (the daemon escalates to a
+  full reconcile while any are pending); held removals stay held until the guard is released;
+- one run at a time: every writing run holds the run lock for its whole length.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import structlog
+
+from flagsync.core.model import Flag, Plan, Rules, SourceItem
+from flagsync.core.planner import build_plan
+from flagsync.core.rule import Gathered, Gatherer
+from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError
+from flagsync.ports import ConsentSource, CreateOutcome, FlagGateway, RunOutcome, RunTrigger, StateStore
+
+log = structlog.get_logger("flagsync.service")
+
+#: Above this many changed people a change poll reads the whole source instead of person by person.
+PERSON_SCOPE_LIMIT = 200
+
+
+class Phase(StrEnum):
+    READ_SOURCE = "reading consent records"
+    LIST_ONE = "listing flags in One"
+    APPLY = "applying changes"
+
+
+#: progress(phase, done, total): total is None while unknown.
+ProgressFn = Callable[[Phase, int, int | None], None]
+
+
+class RunObserver:
+    """Receives what a run did, for metrics; the default does nothing."""
+
+    def run_finished(self, outcome: RunOutcome, trigger: RunTrigger, duration_s: float) -> None:
+        """A run ended with this outcome."""
+
+    def change_applied(self, action: str, outcome: str) -> None:
+        """One write finished: action add/remove, outcome ok/failed/..."""
+
+    def flags_in_one(self, count: int) -> None:
+        """After a full listing: how many flags of ours One holds."""
+
+    def pending_changed(self, pending: int, held: int) -> None:
+        """The number of pending and held removals now stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """The outcome of one write: `person_id` is held in memory only, for the terminal report."""
+
+    action: str  # "add" | "remove"
+    person_id: str
+    outcome: str  # "ok", "already_present", "failed", "person_issue"
+    reason: str | None = None
+    involvement_id: str | None = None  # removals only
+    alert: bool = False  # One rejected the request as malformed: a bug someone must look at
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What a run did; what the CLI prints and turns into an exit code."""
+
+    run_id: str | None
+    trigger: RunTrigger
+    outcome: RunOutcome
+    plan: Plan | None = None
+    changes: list[ChangeResult] = field(default_factory=list)
+    error: str | None = None
+    duration_s: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def failed(self) -> list[ChangeResult]:
+        return [c for c in self.changes if c.outcome == "failed"]
+
+    @property
+    def person_issues(self) -> list[ChangeResult]:
+        return [c for c in self.changes if c.outcome == "person_issue"]
+
+    def counts(self) -> dict[str, int]:
+        plan = self.plan or Plan()
+        return {
+            "adds": sum(1 for c in self.changes if c.action == "add" and c.outcome in ("ok", "already_present")),
+            "removes": sum(1 for c in self.changes if c.action == "remove" and c.outcome == "ok"),
+            "failed": len(self.failed),
+            "person_issues": len(self.person_issues),
+            "held": len(plan.held),
+            "unchanged": len(plan.unchanged),
+            "unmatched": len(plan.unmatched),
+            "quarantined": len(plan.quarantined),
+            "attention": len(plan.attention),
+            "flags_in_one": plan.current_flags,
+        }
+
+
+class SyncService:
+    """Runs plans and syncs against a consent source, One and the state store."""
+
+    def __init__(
+        self,
+        *,
+        source: ConsentSource,
+        gateway: FlagGateway,
+        state: StateStore,
+        rules: Rules,
+        max_concurrency: int = 8,
+        lock: Callable[[], AbstractContextManager[object]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observer: RunObserver | None = None,
+    ) -> None:
+        self._source = source
+        self._gateway = gateway
+        self._state = state
+        self._rules = rules
+        self._max_concurrency = max(1, max_concurrency)
+        self._lock = lock or nullcontext
+        self._clock = clock
+        self._observer = observer or RunObserver()
+        self.stop_event = threading.Event()
+
+    # ------------------------------------------------------------------------------------------
+    # Reading and planning (no writes)
+
+    def plan(
+        self,
+        person_ids: frozenset[str] | None = None,
+        *,
+        allow_mass_removal: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> Plan:
+        """Read both sides and return the plan; writes nothing. Raises SourceError / RemoteError."""
+        now = self._clock()
+        if person_ids is None:
+            gathered = self._gather(self._source.read_all(now), progress)
+            current = self._list_all(progress)
+        else:
+            gathered, current = self._read_people(person_ids, now)
+        return build_plan(gathered, current, now, self._rules, scope=person_ids, allow_mass_removal=allow_mass_removal)
+
+    def _gather(self, items: Iterable[SourceItem], progress: ProgressFn | None) -> Gathered:
+        gatherer = Gatherer()
+        count = 0
+        for item in items:
+            gatherer.add(item)
+            count += 1
+            if progress is not None and count % 1000 == 0:
+                progress(Phase.READ_SOURCE, count, None)
+        if progress is not None:
+            progress(Phase.READ_SOURCE, count, count)
+        return gatherer.result()
+
+    def _list_all(self, progress: ProgressFn | None) -> list[Flag]:
+        if progress is not None:
+            progress(Phase.LIST_ONE, 0, None)
+        flags = self._gateway.list_flags()
+        if progress is not None:
+            progress(Phase.LIST_ONE, len(flags), len(flags))
+        self._observer.flags_in_one(len(flags))
+        return flags
+
+    def _read_people(self, person_ids: frozenset[str], now: datetime) -> tuple[Gathered, list[Flag]]:
+        gatherer = Gatherer()
+        current: list[Flag] = []
+        for person_id in sorted(person_ids):
+            for item in self._source.read_person(person_id, now):
+                gatherer.add(item)
+            try:
+                current.extend(self._gateway.person_flags(person_id))
+            except PersonUnavailable:
+                # One holds no flag of ours for a person it will not show; an add will report why.
+                continue
+        return gatherer.result(), current
+
+    # ------------------------------------------------------------------------------------------
+    # Syncing
+
+    def sync(
+        self,
+        *,
+        trigger: RunTrigger,
+        person_ids: frozenset[str] | None = None,
+        dry_run: bool = False,
+        allow_mass_removal: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> RunReport:
+        """One run: full reconcile (`person_ids` None) or the given people only.
+
+        Never raises for a failed read or an unreachable One: that is a run with outcome ERROR.
+        Raises RunInProgressError when another run holds the lock, StateError if the state store fails.
+        """
+        if dry_run:
+            return self._dry_run(trigger, person_ids, allow_mass_removal, progress)
+        with self._lock():
+            return self._locked_sync(trigger, person_ids, allow_mass_removal, progress)
+
+    def _dry_run(
+        self, trigger: RunTrigger, person_ids: frozenset[str] | None, allow_mass_removal: bool, progress: ProgressFn | None
+    ) -> RunReport:
+        started = time.monotonic()
+        try:
+            plan = self.plan(person_ids, allow_mass_removal=allow_mass_removal, progress=progress)
+        except (FlagsyncError, RemoteError) as exc:
+            return RunReport(None, trigger, RunOutcome.ERROR, error=str(exc), dry_run=True)
+        outcome = RunOutcome.HELD if plan.guard_tripped else RunOutcome.CONVERGED
+        return RunReport(None, trigger, outcome, plan=plan, dry_run=True, duration_s=time.monotonic() - started)
+
+    def _locked_sync(
+        self, trigger: RunTrigger, person_ids: frozenset[str] | None, allow_mass_removal: bool, progress: ProgressFn | None
+    ) -> RunReport:
+        started = time.monotonic()
+        now = self._clock()
+        run_id = self._state.start_run(trigger, now)
+        bound = log.bind(run_id=run_id, trigger=trigger.value)
+        bound.info("sync.started")
+        report = RunReport(run_id, trigger, RunOutcome.ERROR)
+        try:
+            plan = self.plan(person_ids, allow_mass_removal=allow_mass_removal, progress=progress)
+        except FlagsyncError as exc:
+            report.error = str(exc)
+            bound.error("sync.read_failed", error_type=type(exc).__name__, error=str(exc))
+            return self._finish(report, started, bound)
+        report.plan = plan
+        self._apply(plan, report, progress, bound)
+        self._remember(plan, report, person_ids is None, now)
+        if self.stop_event.is_set() and len(report.changes) < len(plan.adds) + len(plan.removes):
+            report.outcome = RunOutcome.INTERRUPTED
+        elif plan.guard_tripped:
+            report.outcome = RunOutcome.HELD
+            bound.warning("sync.held", held=len(plan.held))
+        elif report.failed:
+            report.outcome = RunOutcome.CHANGES_FAILED
+        else:
+            report.outcome = RunOutcome.CONVERGED
+        return self._finish(report, started, bound)
+
+    def _finish(self, report: RunReport, started: float, bound: structlog.typing.FilteringBoundLogger) -> RunReport:
+        report.duration_s = time.monotonic() - started
+        counts = report.counts()
+        if report.run_id is not None:
+            self._state.finish_run(report.run_id, report.outcome, counts, self._clock())
+        self._observer.run_finished(report.outcome, report.trigger, report.duration_s)
+        pending = self._state.pending_removals()
+        self._observer.pending_changed(sum(not p.held for p in pending), sum(p.held for p in pending))
+        bound.info("sync.completed", outcome=report.outcome.value, duration_s=round(report.duration_s, 3), **counts)
+        return report
+
+    # ------------------------------------------------------------------------------------------
+    # Applying
+
+    def _apply(
+        self, plan: Plan, report: RunReport, progress: ProgressFn | None, bound: structlog.typing.FilteringBoundLogger
+    ) -> None:
+        # One idempotency key per planned create, reused by every retry of that create.
+        work: list[Callable[[], ChangeResult]] = [self._creator(person_id, uuid.uuid4().hex) for person_id in plan.adds]
+        work += [self._remover(flag) for flag in plan.removes]
+        total = len(work)
+        if progress is not None and total:
+            progress(Phase.APPLY, 0, total)
+        with ThreadPoolExecutor(max_workers=self._max_concurrency, thread_name_prefix="flagsync-write") as pool:
+            for result in self._run_bounded(pool, iter(work)):
+                report.changes.append(result)
+                self._observer.change_applied(result.action, result.outcome)
+                self._log_change(result, bound)
+                if progress is not None:
+                    progress(Phase.APPLY, len(report.changes), total)
+
+    def _run_bounded(self, pool: ThreadPoolExecutor, work: Iterator[Callable[[], ChangeResult]]) -> Iterator[ChangeResult]:
+        """Keep at most max_concurrency writes in flight; stop submitting once asked to stop."""
+        in_flight: set[Future[ChangeResult]] = set()
+        while True:
+            while len(in_flight) < self._max_concurrency and not self.stop_event.is_set():
+                job = next(work, None)
+                if job is None:
+                    break
+                in_flight.add(pool.submit(job))
+            if not in_flight:
+                return
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+
+    def _creator(self, person_id: str, key: str) -> Callable[[], ChangeResult]:
+        def create() -> ChangeResult:
+            try:
+                outcome = self._gateway.create_flag(person_id, key)
+            except PersonUnavailable as exc:
+                return ChangeResult("add", person_id, "person_issue", exc.issue.value)
+            except RemoteError as exc:
+                return ChangeResult("add", person_id, "failed", _code(exc), alert=isinstance(exc, ContractViolation))
+            return ChangeResult("add", person_id, "ok" if outcome is CreateOutcome.CREATED else "already_present")
+
+        return create
+
+    def _remover(self, flag: Flag) -> Callable[[], ChangeResult]:
+        def remove() -> ChangeResult:
+            try:
+                self._gateway.remove_flag(flag)
+            except RemoteError as exc:
+                self._state.mark_pending(flag, self._clock())
+                alert = isinstance(exc, ContractViolation)
+                return ChangeResult("remove", flag.person_id, "failed", _code(exc), flag.involvement_id, alert=alert)
+            self._state.clear_pending(flag.involvement_id)
+            return ChangeResult("remove", flag.person_id, "ok", involvement_id=flag.involvement_id)
+
+        return remove
+
+    @staticmethod
+    def _log_change(result: ChangeResult, bound: structlog.typing.FilteringBoundLogger) -> None:
+        if result.outcome in ("ok", "already_present"):
+            event = "flag.added" if result.action == "add" else "flag.removed"
+            bound.info(event, person_id=result.person_id, outcome=result.outcome)
+        elif result.outcome == "person_issue":
+            bound.warning("flag.person_issue", person_id=result.person_id, reason=result.reason)
+        elif result.alert:
+            bound.error("flag.contract_violation", person_id=result.person_id, code=result.reason, action=result.action)
+        else:
+            bound.warning("flag.failed", person_id=result.person_id, code=result.reason, action=result.action)
+
+    # ------------------------------------------------------------------------------------------
+    # Remembering
+
+    def _remember(self, plan: Plan, report: RunReport, full: bool, now: datetime) -> None:
+        """Store held and pending removals, the audit trail and (for full runs) the report."""
+        for flag in plan.held:
+            self._state.mark_pending(flag, now, held=True)
+        if full:
+            # A full plan is complete: a stored removal that it no longer asks for (consent given
+            # again, flag gone, guard released) is settled.
+            still_due = {f.involvement_id for f in plan.held} | {
+                c.involvement_id for c in report.changes if c.action == "remove" and c.outcome == "failed"
+            }
+            for pending in self._state.pending_removals():
+                if pending.involvement_id not in still_due:
+                    self._state.clear_pending(pending.involvement_id)
+        events: list[tuple[str, str | None, str, str | None]] = [
+            (c.action, c.person_id, c.outcome, c.reason) for c in report.changes
+        ]
+        events += [("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held]
+        events += [("quarantine", q.person_id, "quarantined", q.reason.value) for q in plan.quarantined]
+        if events and report.run_id is not None:
+            self._state.record_events(report.run_id, events, now)
+        if full:
+            issues = [(c.person_id, c.reason or "") for c in report.person_issues]
+            self._state.replace_report(plan.quarantined, plan.unmatched, plan.attention, issues)
+
+
+def _code(exc: RemoteError) -> str:
+    return exc.code or type(exc).__name__

@@ -1,0 +1,303 @@
+"""The sync service against in-memory fakes of the source and One, with a real SQLite state store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flagsync.adapters.memory_gateway import InMemoryFlagGateway
+from flagsync.adapters.run_lock import RunLock
+from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.core.model import Decision, QuarantinedRecord, QuarantineReason, Rules, SourceItem
+from flagsync.core.pseudonym import Pseudonymizer
+from flagsync.errors import ContractViolation, RetriableRemoteError, RunInProgressError, SourceError
+from flagsync.ports import Changes, RunOutcome, RunTrigger
+from flagsync.service import SyncService
+from tests.core.builders import rec
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+EARLIER = NOW - timedelta(days=30)
+
+
+class ListSource:
+    """A consent source over a list; `fail_after` raises SourceError after that many items."""
+
+    def __init__(self, items: list[SourceItem] | None = None) -> None:
+        self.items: list[SourceItem] = list(items or [])
+        self.fail_after: int | None = None
+
+    def read_all(self, now: datetime) -> Iterator[SourceItem]:
+        for n, item in enumerate(self.items):
+            if self.fail_after is not None and n >= self.fail_after:
+                raise SourceError("the consent database went away mid-read")
+            yield item
+        if self.fail_after is not None and self.fail_after >= len(self.items):
+            raise SourceError("the consent database went away mid-read")
+
+    def read_person(self, person_id: str, now: datetime) -> Iterator[SourceItem]:
+        return iter([i for i in self.items if i.person_id == person_id])
+
+    def changes_since(self, watermark: str | None) -> Changes:
+        return Changes(None, None)
+
+    def describe(self) -> str:
+        return "list"
+
+
+def grant(person: str, record: str | None = None, **kw: object) -> SourceItem:
+    return rec(record or f"r-{person}", person, recorded_at=EARLIER, **kw)  # type: ignore[arg-type]
+
+
+def withdraw(person: str, record: str | None = None) -> SourceItem:
+    return rec(record or f"w-{person}", person, Decision.WITHDRAWN, informed=None, consented_by=None, recorded_at=NOW - timedelta(days=1))
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[SqlStateStore]:
+    store = SqlStateStore(f"sqlite:///{tmp_path / 'state.db'}", Pseudonymizer(b"test-key-0123456789"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def one() -> InMemoryFlagGateway:
+    return InMemoryFlagGateway(any_person=True)
+
+
+def make_service(source: ListSource, one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path, **rules: object) -> SyncService:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    return SyncService(
+        source=source,
+        gateway=one,
+        state=state,
+        rules=Rules(**rules),  # type: ignore[arg-type]
+        max_concurrency=4,
+        lock=lambda: RunLock(url, wait_seconds=0.2),
+        clock=Clock(),
+    )
+
+
+class Clock:
+    """NOW, moving on a millisecond per reading so that runs keep their order."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def __call__(self) -> datetime:
+        self.ticks += 1
+        return NOW + timedelta(milliseconds=self.ticks)
+
+
+def test_first_sync_flags_only_granted_people_and_converges(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """Granted, informed, open, unexpired consent gets a flag; refusal and closure do not."""
+    source = ListSource([grant("P1"), grant("P2"), rec("r3", "P3", Decision.REFUSED, recorded_at=EARLIER),
+                         grant("P4", case_status="closed")])  # fmt: skip
+    report = make_service(source, one, state, tmp_path).sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert sorted(f.person_id for f in one.flags()) == ["P1", "P2"]
+    assert state.recent_runs(1)[0].outcome is RunOutcome.CONVERGED
+
+
+def test_second_run_makes_no_writes(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A converged system is left alone: the steady state makes only the listing call."""
+    service = make_service(ListSource([grant("P1"), grant("P2")]), one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    one.calls.clear()
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert set(one.calls) == {"list_flags"}
+
+
+def test_withdrawal_removes_the_flag(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A withdrawal newer than the grant removes the person's flag."""
+    source = ListSource([grant("P1"), grant("P2")])
+    service = make_service(source, one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items.append(withdraw("P1"))
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert [f.person_id for f in one.flags()] == ["P2"]
+
+
+def test_emptied_source_holds_every_removal(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """An emptied source trips the guard: nothing is removed, the run is HELD and the holds are stored."""
+    source = ListSource([grant(f"P{n}") for n in range(60)])
+    service = make_service(source, one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items.clear()
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.HELD
+    assert len(one.flags()) == 60
+    assert sum(p.held for p in state.pending_removals()) == 60
+
+
+def test_allow_mass_removal_releases_held_removals(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """An operator's explicit release removes the held flags and clears the holds."""
+    source = ListSource([grant(f"P{n}") for n in range(60)])
+    service = make_service(source, one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items.clear()
+    service.sync(trigger=RunTrigger.OPERATOR)
+    report = service.sync(trigger=RunTrigger.OPERATOR, allow_mass_removal=True)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert one.flags() == []
+    assert state.pending_removals() == []
+
+
+def test_holds_clear_when_the_source_is_fixed(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """Once the source is whole again, stored holds are settled without removing anything."""
+    items: list[SourceItem] = [grant(f"P{n}") for n in range(60)]
+    source = ListSource(items)
+    service = make_service(source, one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items = []
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items = items
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert len(one.flags()) == 60
+    assert state.pending_removals() == []
+
+
+@pytest.mark.parametrize("fail_after", [0, 1, 2])
+def test_partial_source_read_removes_nothing(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path, fail_after: int) -> None:
+    """A read that fails part-way plans nothing: the run is an ERROR and every flag stays."""
+    source = ListSource([grant("P1"), grant("P2")])
+    service = make_service(source, one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items = [withdraw("P1"), withdraw("P2")]
+    source.fail_after = fail_after
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.ERROR
+    assert report.error is not None and "mid-read" in report.error
+    assert len(one.flags()) == 2
+    assert state.recent_runs(1)[0].outcome is RunOutcome.ERROR
+
+
+def test_failed_listing_removes_nothing(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """When One cannot be listed in full, the run is an ERROR and makes no write."""
+    service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
+    one.fail_next(1, RetriableRemoteError("One unavailable", status=503, code="UPSTREAM_UNAVAILABLE"), operation="list_flags")
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.ERROR
+    assert one.flags() == []
+
+
+def test_failed_removal_is_kept_and_retried(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A removal One did not confirm is stored as pending, retried next run, then cleared."""
+    source = ListSource([grant("P1")])
+    service = make_service(source, one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items.append(withdraw("P1"))
+    one.fail_next(1, RetriableRemoteError("One unavailable", status=503, code="UPSTREAM_UNAVAILABLE"), operation="remove_flag")
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CHANGES_FAILED
+    assert [p.held for p in state.pending_removals()] == [False]
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert one.flags() == []
+    assert state.pending_removals() == []
+
+
+def test_create_committed_before_a_504_converges_without_duplicate(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A create that One committed but answered with a 504 ends as exactly one flag after the next run."""
+    service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
+    one.fail_next(1, RetriableRemoteError("timeout", status=504, code="GATEWAY_TIMEOUT"), operation="create_flag", after_commit=True)
+    assert service.sync(trigger=RunTrigger.OPERATOR).outcome is RunOutcome.CHANGES_FAILED
+    assert service.sync(trigger=RunTrigger.OPERATOR).outcome is RunOutcome.CONVERGED
+    assert [f.person_id for f in one.flags()] == ["P1"]
+
+
+def test_person_refused_by_one_is_reported_not_failed(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """An archived person is a person issue in the report and the status, not a failed change."""
+    one = InMemoryFlagGateway()
+    one.add_person("P1", "archived")
+    one.add_person("P2")
+    report = make_service(ListSource([grant("P1"), grant("P2")]), one, state, tmp_path).sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert [(c.person_id, c.reason) for c in report.person_issues] == [("P1", "PERSON_ARCHIVED")]
+    assert [r.reason for r in state.report() if r.kind == "person_issue"] == ["PERSON_ARCHIVED"]
+
+
+def test_contract_violation_is_a_failed_change_with_an_alert(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """One rejecting our request as malformed is a failure flagged as a bug."""
+    one.fail_next(1, ContractViolation("rejected", status=422, code="UNKNOWN_FIELD"), operation="create_flag")
+    report = make_service(ListSource([grant("P1")]), one, state, tmp_path).sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CHANGES_FAILED
+    assert [(c.reason, c.alert) for c in report.failed] == [("UNKNOWN_FIELD", True)]
+
+
+def test_drift_is_repaired(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A flag of ours deleted by hand comes back; one added by hand without consent goes; duplicates shrink to one."""
+    people = [f"P{n:02d}" for n in range(20)]
+    service = make_service(ListSource([grant(p) for p in people]), one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    p00 = next(f for f in one.flags() if f.person_id == "P00")
+    one.remove_by_hand(p00.involvement_id)
+    one.add_flag_by_hand("P99")
+    one.add_flag_by_hand("P01")
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert sorted(f.person_id for f in one.flags()) == people
+
+
+def test_person_sync_touches_only_that_person(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """`--person` syncs one person and leaves every other flag, wanted or not, alone."""
+    service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
+    one.add_flag_by_hand("P9")  # unwanted, but outside the scope
+    report = service.sync(trigger=RunTrigger.OPERATOR_PERSON, person_ids=frozenset({"P1"}))
+    assert report.outcome is RunOutcome.CONVERGED
+    assert sorted(f.person_id for f in one.flags()) == ["P1", "P9"]
+
+
+def test_quarantined_record_removes_an_existing_flag(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A person with an invalid record is uncertain: their flag goes, and the record is reported."""
+    source = ListSource([grant("P1"), grant("P2")])
+    service = make_service(source, one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items.append(QuarantinedRecord("r-bad", "P1", QuarantineReason.BAD_TIMESTAMP, "recorded_at"))
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert [f.person_id for f in one.flags()] == ["P2"]
+    assert report.plan is not None and [q.reason for q in report.plan.quarantined] == [QuarantineReason.BAD_TIMESTAMP]
+    assert [r.reason for r in state.report() if r.kind == "quarantined"] == ["BAD_TIMESTAMP:recorded_at"]
+
+
+def test_dry_run_writes_nothing(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A dry run plans but neither writes to One nor records a run."""
+    report = make_service(ListSource([grant("P1")]), one, state, tmp_path).sync(trigger=RunTrigger.OPERATOR, dry_run=True)
+    assert report.plan is not None and report.plan.adds == ("P1",)
+    assert one.flags() == []
+    assert state.recent_runs() == []
+
+
+def test_a_second_writer_is_refused(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """While one run holds the lock, another gives up with RunInProgressError."""
+    service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
+    with RunLock(f"sqlite:///{tmp_path / 'state.db'}", wait_seconds=0), pytest.raises(RunInProgressError):
+        service.sync(trigger=RunTrigger.OPERATOR)
+
+
+def test_stop_request_ends_the_run_early(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """After a stop is requested no new write starts and the run is recorded as interrupted."""
+    service = make_service(ListSource([grant(f"P{n}") for n in range(20)]), one, state, tmp_path)
+    service.stop_event.set()
+    report = service.sync(trigger=RunTrigger.SCHEDULED_FULL)
+    assert report.outcome is RunOutcome.INTERRUPTED
+    assert one.flags() == []
+    assert state.recent_runs(1)[0].outcome is RunOutcome.INTERRUPTED
+
+
+def test_state_store_holds_no_raw_ids(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """After adds, removals, holds, quarantines and failures, the state file holds no person or record id."""
+    source = ListSource([grant("CANARYP1", "CANARYREC1"), grant("CANARYP2", "CANARYREC2")])
+    service = make_service(source, one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    source.items = [withdraw("CANARYP1", "CANARYREC3"), QuarantinedRecord("CANARYREC4", "CANARYP2", QuarantineReason.BAD_BOOLEAN)]
+    one.fail_next(1, RetriableRemoteError("down", status=503, code="UPSTREAM_UNAVAILABLE"), operation="remove_flag")
+    service.sync(trigger=RunTrigger.OPERATOR)
+    state.close()
+    blob = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+    assert b"CANARY" not in blob
