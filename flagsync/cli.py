@@ -18,10 +18,10 @@ from typing import IO, Any
 
 from flagsync.core.model import Plan, is_valid_person_id
 from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, StateError
-from flagsync.logs import configure_logging, safe_error_summary
+from flagsync.logs import configure_logging, register_secret, safe_error_summary
 from flagsync.ports import RunOutcome, RunTrigger
 from flagsync.service import Phase, RunReport
-from flagsync.settings import Settings, load_settings
+from flagsync.settings import Settings, load_settings, secret_values
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -169,13 +169,19 @@ def _settings(args: argparse.Namespace, *, require_secrets: bool = True) -> Sett
     return load_settings(config_file=args.config, require_secrets=require_secrets)
 
 
-def _setup_logging(settings: Settings, args: argparse.Namespace, *, interactive_quiet: bool) -> None:
+def _setup_logging(
+    settings: Settings, args: argparse.Namespace, *, interactive_quiet: bool, stream: IO[str] | None = None
+) -> None:
+    """Configure the privacy-preserving logs once, before any adapter is built."""
     from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - keeps `--help` fast and free of adapters
 
+    out = stream or sys.stderr
     level = settings.log.level
-    if interactive_quiet and sys.stderr.isatty() and not getattr(args, "verbose", False) and level in ("DEBUG", "INFO"):
+    if interactive_quiet and out.isatty() and not getattr(args, "verbose", False) and level in ("DEBUG", "INFO"):
         level = "WARNING"  # a person at a terminal reads the tables; the events go to the daemon's logs
-    configure_logging(format=settings.log.format, level=level, pseudonymizer=build_pseudonymizer(settings), stream=sys.stderr)
+    configure_logging(format=settings.log.format, level=level, pseudonymizer=build_pseudonymizer(settings), stream=out)
+    for secret in secret_values(settings):
+        register_secret(secret)
 
 
 def _person_scope(args: argparse.Namespace) -> frozenset[str] | None:
@@ -238,11 +244,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from flagsync.daemon import Daemon  # noqa: PLC0415 - only the daemon needs the scheduler
 
     settings = _settings(args)
-    from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
-
-    configure_logging(
-        format=settings.log.format, level=settings.log.level, pseudonymizer=build_pseudonymizer(settings), stream=sys.stdout
-    )
+    _setup_logging(settings, args, interactive_quiet=False, stream=sys.stdout)
     app = build_app(settings, lock_wait_seconds=0.0)
     try:
         Daemon(app).run_until_signalled()
@@ -356,6 +358,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     _setup_logging(settings, args, interactive_quiet=True)
     state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
     out = sys.stdout
+    rows: list[list[str | int]]
     if args.events:
         events = state.audit_events(args.since, args.until)
         rows = [[e.at.isoformat(), e.run_id, e.action, e.person or "", e.outcome, e.reason or ""] for e in events]

@@ -174,8 +174,7 @@ class Daemon:
             id="change_poll",
         )
         self.scheduler.add_job(self.purge_audit, "interval", hours=24, next_run_time=now + timedelta(minutes=1), id="purge_audit")
-        if self.app.settings.daemon.http_port:
-            self._serve_http()
+        self._serve_http()  # port 0 picks a free port (tests)
         self.scheduler.start()
         log.info(
             "daemon.started",

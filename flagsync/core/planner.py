@@ -19,7 +19,9 @@ considered (in scope), the guard trips when
 (the fraction is taken as the decimal it is written as, so "exactly at the limit" never trips by float
 rounding; a single removal never trips the fraction test, so one family's withdrawal always goes
 through). A scoped plan is held to the absolute limit only: its few flags say nothing about the
-fraction of One, and siblings withdrawing together must not wait for an operator. When it trips and the run is not `allow_mass_removal`, nothing is removed: every removal is
+fraction of One, and siblings withdrawing together must not wait for an operator.
+
+When the guard trips and the run is not `allow_mass_removal`, nothing is removed: every removal is
 `held` and `guard_tripped` is set. Adds proceed either way. With `allow_mass_removal` the removals go
 ahead and `guard_tripped` stays False (it means "removals are being held").
 """
