@@ -52,6 +52,9 @@ class PollingSource:
         return "polling list"
 
 
+Parts = tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]
+
+
 def grant(person: str) -> SourceItem:
     return rec(f"r-{person}", person, recorded_at=NOW - timedelta(days=3))
 
@@ -61,7 +64,7 @@ def withdraw(person: str) -> SourceItem:
 
 
 @pytest.fixture
-def parts(tmp_path: Path) -> Iterator[tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]]:
+def parts(tmp_path: Path) -> Iterator[Parts]:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     settings = Settings(
         sync=SyncSettings(change_poll_interval=0.2, full_reconcile_interval=3600),
@@ -83,7 +86,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[Daemon, PollingSource, InMemoryFlagG
     state.close()
 
 
-def test_full_reconcile_syncs_and_moves_the_watermark(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_full_reconcile_syncs_and_moves_the_watermark(parts: Parts) -> None:
     """The start-up reconcile flags everyone with consent and stores the source's watermark."""
     daemon, _source, one, state = parts
     daemon.full_reconcile()
@@ -92,7 +95,7 @@ def test_full_reconcile_syncs_and_moves_the_watermark(parts: tuple[Daemon, Polli
     assert daemon.last_full_ok is not None
 
 
-def test_change_poll_syncs_only_changed_people(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_change_poll_syncs_only_changed_people(parts: Parts) -> None:
     """A withdrawal seen by the change poll removes that person's flag without a full listing."""
     daemon, source, one, state = parts
     daemon.full_reconcile()
@@ -107,7 +110,7 @@ def test_change_poll_syncs_only_changed_people(parts: tuple[Daemon, PollingSourc
     assert state.recent_runs(1)[0].trigger is RunTrigger.CHANGE_POLL
 
 
-def test_change_poll_without_changes_does_nothing(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_change_poll_without_changes_does_nothing(parts: Parts) -> None:
     """No changed people: no run, no call to One."""
     daemon, _source, one, state = parts
     daemon.full_reconcile()
@@ -118,16 +121,16 @@ def test_change_poll_without_changes_does_nothing(parts: tuple[Daemon, PollingSo
     assert len(state.recent_runs()) == runs
 
 
-def test_unknown_changes_escalate_to_a_full_reconcile(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_unknown_changes_escalate_to_a_full_reconcile(parts: Parts) -> None:
     """A source that cannot say who changed (a new CSV) gets a full reconcile."""
-    daemon, source, one, state = parts
+    daemon, source, _one, state = parts
     daemon.full_reconcile()
     source.changed = None
     daemon.change_poll()
     assert state.recent_runs(1)[0].trigger is RunTrigger.SCHEDULED_FULL
 
 
-def test_pending_removal_is_retried_on_the_next_poll(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_pending_removal_is_retried_on_the_next_poll(parts: Parts) -> None:
     """A removal One failed to confirm is retried at the very next cycle, not an hour later."""
     daemon, source, one, state = parts
     daemon.full_reconcile()
@@ -142,7 +145,7 @@ def test_pending_removal_is_retried_on_the_next_poll(parts: tuple[Daemon, Pollin
     assert [f.person_id for f in one.flags()] == ["P2"]
 
 
-def test_failed_change_poll_keeps_the_watermark(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_failed_change_poll_keeps_the_watermark(parts: Parts) -> None:
     """When a change-poll run fails the watermark stays, so the same people are synced again."""
     daemon, source, one, state = parts
     daemon.full_reconcile()
@@ -157,7 +160,7 @@ def test_failed_change_poll_keeps_the_watermark(parts: tuple[Daemon, PollingSour
     assert sorted(f.person_id for f in one.flags()) == ["P1", "P2", "P3"]
 
 
-def test_health_and_metrics_endpoints(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_health_and_metrics_endpoints(parts: Parts) -> None:
     """/healthz is 200 while scheduled and reconciled, 503 once stopping; /metrics has no person id."""
     daemon, _source, _one, _state = parts
     daemon.start()
@@ -175,7 +178,7 @@ def test_health_and_metrics_endpoints(parts: tuple[Daemon, PollingSource, InMemo
     daemon.stop()
 
 
-def test_stale_reconcile_is_unhealthy(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_stale_reconcile_is_unhealthy(parts: Parts) -> None:
     """No successful full reconcile for twice its interval turns /healthz unhealthy."""
     daemon, _source, _one, _state = parts
     daemon.scheduler.start(paused=True)
@@ -185,7 +188,7 @@ def test_stale_reconcile_is_unhealthy(parts: tuple[Daemon, PollingSource, InMemo
     assert daemon.healthy()
 
 
-def test_stop_records_nothing_new_and_returns_quickly(parts: tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]) -> None:
+def test_stop_records_nothing_new_and_returns_quickly(parts: Parts) -> None:
     """Stopping an idle daemon takes no grace time and a stopped daemon starts no run."""
     daemon, _source, _one, state = parts
     daemon.start()

@@ -52,7 +52,9 @@ def grant(person: str, record: str | None = None, **kw: object) -> SourceItem:
 
 
 def withdraw(person: str, record: str | None = None) -> SourceItem:
-    return rec(record or f"w-{person}", person, Decision.WITHDRAWN, informed=None, consented_by=None, recorded_at=NOW - timedelta(days=1))
+    return rec(
+        record or f"w-{person}", person, Decision.WITHDRAWN, informed=None, consented_by=None, recorded_at=NOW - timedelta(days=1)
+    )
 
 
 @pytest.fixture
@@ -67,7 +69,9 @@ def one() -> InMemoryFlagGateway:
     return InMemoryFlagGateway(any_person=True)
 
 
-def make_service(source: ListSource, one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path, **rules: object) -> SyncService:
+def make_service(
+    source: ListSource, one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path, **rules: object
+) -> SyncService:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     return SyncService(
         source=source,
@@ -91,7 +95,9 @@ class Clock:
         return NOW + timedelta(milliseconds=self.ticks)
 
 
-def test_first_sync_flags_only_granted_people_and_converges(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+def test_first_sync_flags_only_granted_people_and_converges(
+    one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path
+) -> None:
     """Granted, informed, open, unexpired consent gets a flag; refusal and closure do not."""
     source = ListSource([grant("P1"), grant("P2"), rec("r3", "P3", Decision.REFUSED, recorded_at=EARLIER),
                          grant("P4", case_status="closed")])  # fmt: skip
@@ -163,7 +169,9 @@ def test_holds_clear_when_the_source_is_fixed(one: InMemoryFlagGateway, state: S
 
 
 @pytest.mark.parametrize("fail_after", [0, 1, 2])
-def test_partial_source_read_removes_nothing(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path, fail_after: int) -> None:
+def test_partial_source_read_removes_nothing(
+    one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path, fail_after: int
+) -> None:
     """A read that fails part-way plans nothing: the run is an ERROR and every flag stays."""
     source = ListSource([grant("P1"), grant("P2")])
     service = make_service(source, one, state, tmp_path)
@@ -202,10 +210,14 @@ def test_failed_removal_is_kept_and_retried(one: InMemoryFlagGateway, state: Sql
     assert state.pending_removals() == []
 
 
-def test_create_committed_before_a_504_converges_without_duplicate(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+def test_create_committed_before_a_504_converges_without_duplicate(
+    one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path
+) -> None:
     """A create that One committed but answered with a 504 ends as exactly one flag after the next run."""
     service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
-    one.fail_next(1, RetriableRemoteError("timeout", status=504, code="GATEWAY_TIMEOUT"), operation="create_flag", after_commit=True)
+    one.fail_next(
+        1, RetriableRemoteError("timeout", status=504, code="GATEWAY_TIMEOUT"), operation="create_flag", after_commit=True
+    )
     assert service.sync(trigger=RunTrigger.OPERATOR).outcome is RunOutcome.CHANGES_FAILED
     assert service.sync(trigger=RunTrigger.OPERATOR).outcome is RunOutcome.CONVERGED
     assert [f.person_id for f in one.flags()] == ["P1"]
@@ -222,7 +234,9 @@ def test_person_refused_by_one_is_reported_not_failed(one: InMemoryFlagGateway, 
     assert [r.reason for r in state.report() if r.kind == "person_issue"] == ["PERSON_ARCHIVED"]
 
 
-def test_contract_violation_is_a_failed_change_with_an_alert(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+def test_contract_violation_is_a_failed_change_with_an_alert(
+    one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path
+) -> None:
     """One rejecting our request as malformed is a failure flagged as a bug."""
     one.fail_next(1, ContractViolation("rejected", status=422, code="UNKNOWN_FIELD"), operation="create_flag")
     report = make_service(ListSource([grant("P1")]), one, state, tmp_path).sync(trigger=RunTrigger.OPERATOR)
