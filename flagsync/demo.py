@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -296,7 +297,7 @@ def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
         with _mock_server() as url:
             _seed_one(url)
             settings = load_settings(config_file=_write_config(work, url), env={})
-            configure_logging(format="console", level="WARNING", pseudonymizer=None)
+            configure_logging(format="console", level="ERROR", pseudonymizer=None, stream=sys.stderr)
             out.write(WHAT_IT_SHOWS.format(url=url, db=work / "consent.db"))
             out.write("\nThe consent records (only the columns flagsync reads):\n")
             for r in SAMPLE_RECORDS:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import structlog
@@ -125,6 +125,7 @@ class SyncService:
         lock: Callable[[], AbstractContextManager[object]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observer: RunObserver | None = None,
+        person_issue_backoff: timedelta = timedelta(hours=1),
     ) -> None:
         self._source = source
         self._gateway = gateway
@@ -135,6 +136,10 @@ class SyncService:
         self._clock = clock
         self._observer = observer or RunObserver()
         self.stop_event = threading.Event()
+        # People One refused (archived, merged, ...), with the reason and when to ask again: a
+        # converged system must not knock on One's door for them every cycle.
+        self._person_issue_backoff = person_issue_backoff
+        self._refused: dict[str, tuple[str, datetime]] = {}
 
     # ------------------------------------------------------------------------------------------
     # Reading and planning (no writes)
@@ -268,8 +273,15 @@ class SyncService:
     def _apply(
         self, plan: Plan, report: RunReport, progress: ProgressFn | None, bound: structlog.typing.FilteringBoundLogger
     ) -> None:
-        # One idempotency key per planned create, reused by every retry of that create.
-        work: list[Callable[[], ChangeResult]] = [self._creator(person_id, uuid.uuid4().hex) for person_id in plan.adds]
+        now = self._clock()
+        work: list[Callable[[], ChangeResult]] = []
+        for person_id in plan.adds:
+            refused = self._refused.get(person_id)
+            if refused is not None and refused[1] > now:
+                report.changes.append(ChangeResult("add", person_id, "person_issue", refused[0]))
+            else:
+                # One idempotency key per planned create, reused by every retry of that create.
+                work.append(self._creator(person_id, uuid.uuid4().hex))
         work += [self._remover(flag) for flag in plan.removes]
         total = len(work)
         if progress is not None and total:
@@ -277,6 +289,8 @@ class SyncService:
         with ThreadPoolExecutor(max_workers=self._max_concurrency, thread_name_prefix="flagsync-write") as pool:
             for result in self._run_bounded(pool, iter(work)):
                 report.changes.append(result)
+                if result.outcome == "person_issue":
+                    self._refused[result.person_id] = (result.reason or "", now + self._person_issue_backoff)
                 self._observer.change_applied(result.action, result.outcome)
                 self._log_change(result, bound)
                 if progress is not None:

@@ -234,6 +234,18 @@ def test_person_refused_by_one_is_reported_not_failed(one: InMemoryFlagGateway, 
     assert [r.reason for r in state.report() if r.kind == "person_issue"] == ["PERSON_ARCHIVED"]
 
 
+def test_refused_person_is_not_asked_again_every_run(state: SqlStateStore, tmp_path: Path) -> None:
+    """Within the back-off, a person One refused is reported again without another write to One."""
+    one = InMemoryFlagGateway()
+    one.add_person("P1", "archived")
+    service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
+    service.sync(trigger=RunTrigger.SCHEDULED_FULL)
+    one.calls.clear()
+    report = service.sync(trigger=RunTrigger.SCHEDULED_FULL)
+    assert "create_flag" not in one.calls
+    assert [(c.person_id, c.reason) for c in report.person_issues] == [("P1", "PERSON_ARCHIVED")]
+
+
 def test_contract_violation_is_a_failed_change_with_an_alert(
     one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path
 ) -> None:
