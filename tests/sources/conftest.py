@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -13,6 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
+
+from tests.postgres import unavailable as postgres_unavailable
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
@@ -80,10 +81,6 @@ class Database:
         self.url = url
         self.engine = sa.create_engine(url, poolclass=NullPool)
 
-    @property
-    def backend(self) -> str:
-        return self.engine.dialect.name
-
     def create(
         self,
         rows: Sequence[Mapping[str, object]],
@@ -118,9 +115,7 @@ def pg_database() -> Iterator[str]:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except OperationalError:
         admin.dispose()
-        if os.environ.get("CI_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 and CI_REQUIRE_POSTGRES is set")
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        postgres_unavailable()
     try:
         yield f"{PG_SERVER}/{name}"
     finally:
@@ -138,7 +133,17 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         yield db
         db.engine.dispose()
         return
-    db = Database(request.getfixturevalue("pg_database"))
+    yield from _fresh_postgres(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def postgres(pg_database: str) -> Iterator[Database]:
+    """An empty PostgreSQL schema, for behaviour only PostgreSQL has."""
+    yield from _fresh_postgres(pg_database)
+
+
+def _fresh_postgres(url: str) -> Iterator[Database]:
+    db = Database(url)
     db.execute("DROP SCHEMA public CASCADE")
     db.execute("CREATE SCHEMA public")
     try:

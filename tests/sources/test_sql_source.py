@@ -182,6 +182,7 @@ def test_native_column_types_are_understood(database: Database) -> None:
 def test_personal_data_columns_are_never_selected(database: Database, statements: list[tuple[str, Any]]) -> None:
     """Every statement against the table names only contract columns (never *, name, address, dob or notes)."""
     database.create([make_row("r1", "P1"), make_row("r1", "P2"), make_row("r2", "P3")])
+    statements.clear()
     source = source_for(database)
     try:
         items = [*source.read_all(NOW), *source.read_person("P1", NOW)]
@@ -202,6 +203,7 @@ def test_unmapped_table_without_updated_at_is_fingerprinted_on_mapped_columns_on
     """The fingerprint used when there is no updated_at also selects only contract columns."""
     columns = [*[name for name in CONTRACT if name != "updated_at"], "notes"]
     database.create([make_row("r1", "P1")], columns=columns)
+    statements.clear()
     source = source_for(database)
     try:
         source.changes_since(None)
@@ -221,7 +223,7 @@ def assert_safe(error: SourceError, *secrets: str) -> None:
     for secret in (*secrets, *CANARY.values()):
         assert secret not in message
     assert error.__cause__ is None
-    assert error.__suppress_context__
+    assert error.__context__ is None or error.__suppress_context__
 
 
 def test_missing_table_is_a_source_error(database: Database) -> None:
@@ -240,12 +242,10 @@ def test_missing_required_column_is_a_source_error(database: Database) -> None:
 
 
 @pytest.mark.postgres
-def test_database_error_does_not_leak_values(database: Database) -> None:
+def test_database_error_does_not_leak_values(postgres: Database) -> None:
     """A driver error whose text would quote the person id becomes a SourceError naming only the failure."""
-    if database.backend != "postgresql":
-        pytest.skip("SQLite compares any values without a type error")
-    database.create([{**make_row("r1"), "person_id": 12}], columns=CONTRACT, types={"person_id": sa.Integer()})
-    source = source_for(database)
+    postgres.create([{**make_row("r1"), "person_id": 12}], columns=CONTRACT, types={"person_id": sa.Integer()})
+    source = source_for(postgres)
     try:
         with pytest.raises(SourceError, match="cannot read") as caught:
             list(source.read_person("Pcanary77", NOW))
@@ -326,12 +326,10 @@ def test_large_table_is_streamed_not_materialised(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_postgresql_reads_through_a_server_side_cursor(database: Database, statements: list[tuple[str, Any]]) -> None:
+def test_postgresql_reads_through_a_server_side_cursor(postgres: Database, statements: list[tuple[str, Any]]) -> None:
     """On PostgreSQL the records query runs on a server-side (named) cursor, so rows arrive in batches."""
-    if database.backend != "postgresql":
-        pytest.skip("server-side cursors are a PostgreSQL feature")
-    database.create([make_row("r1", "P1")])
-    read_all(source_for(database))
+    postgres.create([make_row("r1", "P1")])
+    read_all(source_for(postgres))
     cursors = [
         type(cursor).__name__ for text, cursor in statements if "consent_records" in text and "flagsync_duplicate_of" in text
     ]
@@ -395,7 +393,6 @@ def test_changes_by_fingerprint_without_updated_at(database: Database) -> None:
         source.close()
 
 
-@pytest.mark.postgres
 def test_changes_with_native_timestamps(database: Database) -> None:
     """A timestamp-typed updated_at column round-trips through the watermark."""
     types: dict[str, sa.types.TypeEngine[Any]] = {"updated_at": sa.DateTime(timezone=True)}
@@ -405,7 +402,8 @@ def test_changes_with_native_timestamps(database: Database) -> None:
     try:
         mark = source.changes_since(None).watermark
         with database.engine.begin() as conn:
-            conn.execute(table.insert().values(**{**make_row("r2", "P2"), "updated_at": datetime(2025, 6, 2, tzinfo=UTC)}))
+            newer = {**make_row("r2", "P2"), "updated_at": datetime(2025, 6, 2, tzinfo=UTC)}
+            conn.execute(table.insert().values(**{name: newer[name] for name in CONTRACT}))
         assert source.changes_since(mark).person_ids == frozenset({"P2"})
     finally:
         source.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from sqlalchemy.pool import NullPool
 
 from flagsync.adapters.sql_state import SqlStateStore
 from flagsync.core.pseudonym import Pseudonymizer
+from tests.postgres import unavailable as postgres_unavailable
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
@@ -35,9 +35,7 @@ def pg_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError:
         admin.dispose()
-        if os.environ.get("CI_REQUIRE_POSTGRES"):
-            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 and CI_REQUIRE_POSTGRES is set")
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        postgres_unavailable()
     try:
         yield f"{PG_SERVER}/{name}"
     finally:
