@@ -12,6 +12,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -106,10 +107,11 @@ def _register_one(rsps: responses.RequestsMock) -> None:
 
 def _settings(tmp_path: Path) -> object:
     config = tmp_path / "flagsync.toml"
+    consent_db, state_db = tmp_path / "consent.db", tmp_path / "state.db"
     config.write_text(
         f"""
 [source]
-url = "sqlite:///{tmp_path / 'consent.db'}"
+url = "sqlite:///{consent_db}"
 [one]
 base_url = "{BASE}"
 client_id = "flagsync"
@@ -117,7 +119,7 @@ client_secret = "{SECRET}"
 [sync]
 retry_max_delay = 0.01
 [state]
-url = "sqlite:///{tmp_path / 'state.db'}"
+url = "sqlite:///{state_db}"
 [audit]
 hmac_key = "{HMAC_KEY}"
 """,
@@ -152,7 +154,7 @@ def test_canary_data_never_leaves(tmp_path: Path, logs: io.StringIO) -> None:
     create_path = re.compile(r"^/api/v1/people/(P[A-Z0-9]+)/involvements$")
     for call in calls:
         request = call.request
-        url = requests.utils.urlparse(request.url or "")
+        url = urlsplit(request.url or "")
         match = create_path.match(url.path)
         path_without_allowed_id = create_path.sub("/api/v1/people/{id}/involvements", url.path) if match else url.path
         headers = json.dumps({k: v for k, v in request.headers.items() if k.lower() != "authorization"})
