@@ -78,6 +78,7 @@ ALLOWED_KEYS: Final[frozenset[str]] = frozenset(
         "removes",
         "held",
         "failed",
+        "person_issues",
         "unchanged",
         "unmatched",
         "quarantined",

@@ -12,6 +12,7 @@ Safety rules carried out here (product.md section 4):
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
@@ -222,7 +223,7 @@ class SyncService:
         started = time.monotonic()
         try:
             plan = self.plan(person_ids, allow_mass_removal=allow_mass_removal, progress=progress)
-        except (FlagsyncError, RemoteError) as exc:
+        except FlagsyncError as exc:
             return RunReport(None, trigger, RunOutcome.ERROR, error=str(exc), dry_run=True)
         outcome = RunOutcome.HELD if plan.guard_tripped else RunOutcome.CONVERGED
         return RunReport(None, trigger, outcome, plan=plan, dry_run=True, duration_s=time.monotonic() - started)
@@ -233,30 +234,43 @@ class SyncService:
         started = time.monotonic()
         now = self._clock()
         run_id = self._state.start_run(trigger, now)
-        bound = log.bind(run_id=run_id, trigger=trigger.value)
-        bound.info("sync.started")
-        report = RunReport(run_id, trigger, RunOutcome.ERROR)
+        # Bound as context variables, so that the gateway's events (retries) carry the run id too.
+        with structlog.contextvars.bound_contextvars(run_id=run_id, trigger=trigger.value):
+            report = RunReport(run_id, trigger, RunOutcome.ERROR)
+            return self._run(report, person_ids, allow_mass_removal=allow_mass_removal, progress=progress, started=started)
+
+    def _run(
+        self,
+        report: RunReport,
+        person_ids: frozenset[str] | None,
+        *,
+        allow_mass_removal: bool,
+        progress: ProgressFn | None,
+        started: float,
+    ) -> RunReport:
+        log.info("sync.started")
+        now = self._clock()
         try:
             plan = self.plan(person_ids, allow_mass_removal=allow_mass_removal, progress=progress)
         except FlagsyncError as exc:
             report.error = str(exc)
-            bound.error("sync.read_failed", error_type=type(exc).__name__, error=str(exc))
-            return self._finish(report, started, bound)
+            log.error("sync.read_failed", error_type=type(exc).__name__, error=str(exc))
+            return self._finish(report, started)
         report.plan = plan
-        self._apply(plan, report, progress, bound)
+        self._apply(plan, report, progress)
         self._remember(plan, report, person_ids is None, now)
         if self.stop_event.is_set() and len(report.changes) < len(plan.adds) + len(plan.removes):
             report.outcome = RunOutcome.INTERRUPTED
         elif plan.guard_tripped:
             report.outcome = RunOutcome.HELD
-            bound.warning("sync.held", held=len(plan.held))
+            log.warning("sync.held", held=len(plan.held))
         elif report.failed:
             report.outcome = RunOutcome.CHANGES_FAILED
         else:
             report.outcome = RunOutcome.CONVERGED
-        return self._finish(report, started, bound)
+        return self._finish(report, started)
 
-    def _finish(self, report: RunReport, started: float, bound: structlog.typing.FilteringBoundLogger) -> RunReport:
+    def _finish(self, report: RunReport, started: float) -> RunReport:
         report.duration_s = time.monotonic() - started
         counts = report.counts()
         if report.run_id is not None:
@@ -264,15 +278,13 @@ class SyncService:
         self._observer.run_finished(report.outcome, report.trigger, report.duration_s)
         pending = self._state.pending_removals()
         self._observer.pending_changed(sum(not p.held for p in pending), sum(p.held for p in pending))
-        bound.info("sync.completed", outcome=report.outcome.value, duration_s=round(report.duration_s, 3), **counts)
+        log.info("sync.completed", outcome=report.outcome.value, duration_s=round(report.duration_s, 3), **counts)
         return report
 
     # ------------------------------------------------------------------------------------------
     # Applying
 
-    def _apply(
-        self, plan: Plan, report: RunReport, progress: ProgressFn | None, bound: structlog.typing.FilteringBoundLogger
-    ) -> None:
+    def _apply(self, plan: Plan, report: RunReport, progress: ProgressFn | None) -> None:
         now = self._clock()
         work: list[Callable[[], ChangeResult]] = []
         for person_id in plan.adds:
@@ -292,7 +304,7 @@ class SyncService:
                 if result.outcome == "person_issue":
                     self._refused[result.person_id] = (result.reason or "", now + self._person_issue_backoff)
                 self._observer.change_applied(result.action, result.outcome)
-                self._log_change(result, bound)
+                self._log_change(result)
                 if progress is not None:
                     progress(Phase.APPLY, len(report.changes), total)
 
@@ -304,7 +316,8 @@ class SyncService:
                 job = next(work, None)
                 if job is None:
                     break
-                in_flight.add(pool.submit(job))
+                # Each write runs in a copy of this context, so its log lines keep the run id.
+                in_flight.add(pool.submit(contextvars.copy_context().run, job))
             if not in_flight:
                 return
             done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
@@ -337,16 +350,16 @@ class SyncService:
         return remove
 
     @staticmethod
-    def _log_change(result: ChangeResult, bound: structlog.typing.FilteringBoundLogger) -> None:
+    def _log_change(result: ChangeResult) -> None:
         if result.outcome in ("ok", "already_present"):
             event = "flag.added" if result.action == "add" else "flag.removed"
-            bound.info(event, person_id=result.person_id, outcome=result.outcome)
+            log.info(event, person_id=result.person_id, outcome=result.outcome)
         elif result.outcome == "person_issue":
-            bound.warning("flag.person_issue", person_id=result.person_id, reason=result.reason)
+            log.warning("flag.person_issue", person_id=result.person_id, reason=result.reason)
         elif result.alert:
-            bound.error("flag.contract_violation", person_id=result.person_id, code=result.reason, action=result.action)
+            log.error("flag.contract_violation", person_id=result.person_id, code=result.reason, action=result.action)
         else:
-            bound.warning("flag.failed", person_id=result.person_id, code=result.reason, action=result.action)
+            log.warning("flag.failed", person_id=result.person_id, code=result.reason, action=result.action)
 
     # ------------------------------------------------------------------------------------------
     # Remembering

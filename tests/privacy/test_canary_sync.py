@@ -174,6 +174,10 @@ def test_canary_data_never_leaves(tmp_path: Path, logs: io.StringIO) -> None:
     assert '"event": "sync.completed"' in log_text.replace('"event":"', '"event": "')
     _assert_clean(log_text, "the logs")
     assert re.search(r'"person": ?"p_[0-9a-f]{16}"', log_text), "flag events carry pseudonyms"
+    events = [json.loads(line) for line in log_text.splitlines()]
+    retries = [e for e in events if e["event"] == "http.retry_scheduled"]
+    assert retries, "the 503 was retried"
+    assert all(e.get("run_id") == report.run_id for e in retries), "retries on worker threads carry the run id"
 
     state_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     _assert_clean(state_bytes.decode("latin-1"), "the state store")
