@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -415,7 +416,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     def state_store() -> str:
         runs = app.state.recent_runs(1)
-        return f"reachable, {len(runs)} recent run(s) on record"
+        if not runs:
+            return "reachable, no runs yet"
+        last = runs[0]
+        outcome = last.outcome.value if last.outcome else "still running"
+        return f"reachable, last run {outcome} at {last.started_at:%Y-%m-%d %H:%M} UTC"
 
     try:
         run_check("consent source", read_source)
@@ -530,6 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("flagsync: interrupted\n")
         return EXIT_ERROR
+    except BrokenPipeError:
+        # The reader went away (`flagsync audit | head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

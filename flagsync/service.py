@@ -365,7 +365,11 @@ class SyncService:
     # Remembering
 
     def _remember(self, plan: Plan, report: RunReport, full: bool, now: datetime) -> None:
-        """Store held and pending removals, the audit trail and (for full runs) the report."""
+        """Store held and pending removals, the audit trail of flag activity and (for full runs) the report.
+
+        Quarantined, unmatched and attention records go to the report that `status` shows, not to
+        the audit trail: they are the state of the source, not activity, and would repeat every run.
+        """
         for flag in plan.held:
             self._state.mark_pending(flag, now, held=True)
         if full:
@@ -381,7 +385,6 @@ class SyncService:
             (c.action, c.person_id, c.outcome, c.reason) for c in report.changes
         ]
         events += [("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held]
-        events += [("quarantine", q.person_id, "quarantined", q.reason.value) for q in plan.quarantined]
         if events and report.run_id is not None:
             self._state.record_events(report.run_id, events, now)
         if full:
