@@ -324,6 +324,8 @@ def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
                 _print_sent_bodies(url, out)
             finally:
                 app.close()
+        if workdir is not None:
+            out.write(f"\nThe sample consent records stay in {work / 'consent.db'} (config: {work / 'demo.toml'}).\n")
         out.write(
             "\nNext: `flagsync-mock` runs this mock on its own for testers; `flagsync --help` lists the operator commands;"
             "\nthe README explains configuration for a real One.\n"
