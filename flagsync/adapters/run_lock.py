@@ -17,11 +17,11 @@ from typing import Protocol
 
 import filelock
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from flagsync.adapters.sql_state import sqlite_file_path
+from flagsync.adapters.sql_state import parse_state_url, sqlite_file_path
 from flagsync.errors import RunInProgressError, StateError
 
 #: The session-level advisory lock key every flagsync replica agrees on: the first 8 bytes of SHA-256("flagsync").
@@ -49,7 +49,7 @@ class RunLock:
         if wait_seconds < 0:
             raise ValueError("wait_seconds must not be negative")
         self._wait_seconds = wait_seconds
-        url = _parse_url(state_url)
+        url = parse_state_url(state_url)
         self._backend: _Backend = _AdvisoryLock(url) if url.get_backend_name() == "postgresql" else _FileLock(lock_file_for(url))
         self._held = False
         self._guard = threading.Lock()
@@ -168,13 +168,6 @@ class _AdvisoryLock:
         finally:
             if engine is not None:
                 engine.dispose()
-
-
-def _parse_url(state_url: str) -> URL:
-    try:
-        return make_url(state_url)
-    except (ArgumentError, ValueError):
-        raise StateError("the state store URL is not a valid SQLAlchemy URL") from None
 
 
 def _error_name(exc: SQLAlchemyError) -> str:

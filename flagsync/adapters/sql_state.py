@@ -153,7 +153,7 @@ class SqlStateStore:
 
     def __init__(self, url: str, pseudonymizer: Pseudonymizer) -> None:
         self._pseudonymizer = pseudonymizer
-        self._url = _parse_url(url)
+        self._url = parse_state_url(url)
         self._engine = _create_engine(self._url)
         # StaticPool shares one DBAPI connection; a private in-memory database is therefore used by one thread at a time.
         self._serial: AbstractContextManager[object] = threading.Lock() if _is_sqlite_memory(self._url) else nullcontext()
@@ -395,7 +395,8 @@ def _summary(exc: SQLAlchemyError) -> str:
     return f"{name}, SQLSTATE {sqlstate}" if isinstance(sqlstate, str) else name
 
 
-def _parse_url(url: str) -> URL:
+def parse_state_url(url: str) -> URL:
+    """The state store URL parsed, or a StateError that does not echo it."""
     try:
         return make_url(url)
     except (ArgumentError, ValueError):

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from flagsync.core.model import CONTRACT_COLUMNS
 from tests.postgres import unavailable as postgres_unavailable
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -28,18 +29,7 @@ CANARY = {
     "notes": "CANARY-NOTES-speech therapy",
 }
 
-CONTRACT = (
-    "record_id",
-    "person_id",
-    "decision",
-    "informed",
-    "consented_by",
-    "recorded_at",
-    "expires_at",
-    "case_status",
-    "consent_version",
-    "updated_at",
-)
+CONTRACT = CONTRACT_COLUMNS
 
 RowFactory = Callable[..., dict[str, str | None]]
 
