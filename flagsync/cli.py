@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -99,6 +100,9 @@ def print_plan(plan: Plan, out: IO[str]) -> None:
         f"Plan: {len(plan.adds)} to add, {len(plan.removes)} to remove, {len(plan.held)} held, "
         f"{len(plan.unchanged)} unchanged ({plan.current_flags} flags in One)\n"
     )
+    if plan.verdicts:
+        tally = Counter(v.value for v in plan.verdicts.values())
+        out.write("Decisions: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())) + "\n")
     if plan.adds:
         out.write("\nTo add:\n")
         _table([[p] for p in plan.adds], ["person"], out)
@@ -139,8 +143,8 @@ def report_document(report: RunReport) -> dict[str, Any]:
     return doc
 
 
-def print_report(report: RunReport, out: IO[str]) -> None:
-    if report.plan is not None:
+def print_report(report: RunReport, out: IO[str], *, show_plan: bool = True) -> None:
+    if report.plan is not None and show_plan:
         print_plan(report.plan, out)
     if report.dry_run:
         out.write("\nDry run: nothing was written.\n")

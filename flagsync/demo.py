@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -184,6 +185,17 @@ SAMPLE_PEOPLE = [{"personId": f"P10{n:02d}", "state": "active"} for n in range(1
     {"personId": "P1009", "state": "archived"}
 ]
 
+VERDICT_EXPLAINED = {
+    "granted": "granted, informed, current, case open",
+    "withdrawn": "the latest decision is a withdrawal",
+    "refused": "the family refused",
+    "not_informed": "granted, but the pros and cons were not explained (listed for attention)",
+    "expired": "the consent's review date has passed",
+    "case_closed": "the case is closed",
+    "version_not_accepted": "signed on a consent form version that is not accepted",
+    "uncertain": "a record of theirs is invalid, so privacy fails closed (quarantined)",
+}
+
 WHAT_IT_SHOWS = """\
 flagsync demo
 =============
@@ -272,6 +284,17 @@ def _print_one(url: str, out: IO[str]) -> None:
         out.write(f"  {item['personId']:<8} {item['serviceTeam']:<6} {item['involvementType']}\n")
 
 
+def _journal_mark(url: str) -> int:
+    entries = requests.get(f"{url}/_mock/requests", timeout=5).json()["items"]
+    return max((int(e["seq"]) for e in entries), default=0)
+
+
+def _requests_since(url: str, mark: int) -> str:
+    entries = requests.get(f"{url}/_mock/requests", params={"since": mark}, timeout=5).json()["items"]
+    kinds = Counter(f"{e['method']} {e['path'].split('?')[0]}" for e in entries)
+    return ", ".join(f"{n} x {kind}" for kind, n in sorted(kinds.items())) or "none"
+
+
 def _print_sent_bodies(url: str, out: IO[str]) -> None:
     journal = requests.get(f"{url}/_mock/requests", timeout=5).json()
     entries = journal.get("items", journal) if isinstance(journal, dict) else journal
@@ -310,17 +333,25 @@ def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
             app = build_app(settings)
             try:
                 out.write("\n--- Step 1: flagsync plan (reads both sides, writes nothing) ---\n")
-                print_plan(app.service.plan(), out)
+                plan = app.service.plan()
+                out.write("\nThe consent rule, person by person:\n")
+                for person_id, verdict in plan.verdicts.items():
+                    why = VERDICT_EXPLAINED.get(verdict.value, verdict.value)
+                    out.write(f"  {person_id}  {'flag ' if verdict.wants_flag else 'none '} {why}\n")
+                out.write("\n")
+                print_plan(plan, out)
 
-                out.write("\n--- Step 2: flagsync sync ---\n")
+                out.write("\n--- Step 2: flagsync sync (applies that plan) ---\n")
                 report = app.service.sync(trigger=RunTrigger.DEMO)
-                print_report(report, out)
+                print_report(report, out, show_plan=False)
                 _print_one(url, out)
 
                 out.write("\n--- Step 3: flagsync sync again (a converged system makes no writes) ---\n")
+                mark = _journal_mark(url)
                 again = app.service.sync(trigger=RunTrigger.DEMO)
                 counts = again.counts()
                 out.write(f"Second run: {counts['adds']} added, {counts['removes']} removed - outcome {again.outcome.value}\n")
+                out.write(f"Requests One received in the second run: {_requests_since(url, mark)}\n")
                 _print_sent_bodies(url, out)
             finally:
                 app.close()
