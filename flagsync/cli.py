@@ -55,9 +55,9 @@ class Progress:
     def __call__(self, phase: Phase, done: int, total: int | None) -> None:
         if not self._enabled:
             return
-        if total:
+        if total is not None:
             width = 30
-            filled = int(width * done / total)
+            filled = width if total == 0 else int(width * done / total)
             line = f"\r{phase.value:<26} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
         else:
             line = f"\r{phase.value:<26} {done} so far"
