@@ -123,6 +123,8 @@ class _Involvement:
 class _Idempotent:
     fingerprint: str
     resource: dict[str, Any]
+    #: Set when the original answer was 409 DUPLICATE_ACTIVE_INVOLVEMENT: the id it named (a replay answers the same).
+    duplicate_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +258,13 @@ class MockCore:
                 "people": [person.model_dump() for person in data.people.values()],
                 "involvements": [inv.view() for inv in data.involvements.values()],
                 "idempotency": [
-                    {"clientId": client_id, "key": key, "fingerprint": record.fingerprint, "resource": record.resource}
+                    {
+                        "clientId": client_id,
+                        "key": key,
+                        "fingerprint": record.fingerprint,
+                        "resource": record.resource,
+                        "duplicateOf": record.duplicate_of,
+                    }
                     for (client_id, key), record in data.idempotency.items()
                 ],
             }
@@ -282,7 +290,8 @@ class MockCore:
             )
             self._insert(data, inv)
         for raw in state.get("idempotency", []):
-            record = _Idempotent(str(raw["fingerprint"]), dict(raw["resource"]))
+            duplicate_of = raw.get("duplicateOf")
+            record = _Idempotent(str(raw["fingerprint"]), dict(raw["resource"]), str(duplicate_of) if duplicate_of else None)
             data.idempotency[(str(raw["clientId"]), str(raw["key"]))] = record
         data.next_number = max(int(state.get("nextNumber", 1)), (data.numbers[-1] + 1) if data.numbers else 1)
         self._data = data
@@ -372,6 +381,8 @@ class MockCore:
             if stored is not None:
                 if not hmac.compare_digest(stored.fingerprint, fingerprint):
                     raise ApiError(422, "IDEMPOTENCY_KEY_REUSED")
+                if stored.duplicate_of is not None:
+                    raise ApiError(409, "DUPLICATE_ACTIVE_INVOLVEMENT", details={"existingInvolvementId": stored.duplicate_of})
                 return CreateOutcome(stored.resource, replayed=True)
             if involvement_type != involvement_type_for(principal.team):
                 raise ApiError(422, "INVALID_INVOLVEMENT_TYPE")
@@ -380,9 +391,11 @@ class MockCore:
                 existing = data.involvements[number]
                 ours = existing.team == principal.team and existing.involvement_type == involvement_type
                 if ours and existing.status == "active":
-                    raise ApiError(
-                        409, "DUPLICATE_ACTIVE_INVOLVEMENT", details={"existingInvolvementId": format_involvement_id(number)}
-                    )
+                    # The 409 is the original answer too: a replay of this key must not create a flag later.
+                    duplicate_of = format_involvement_id(number)
+                    data.idempotency[(principal.client_id, key)] = _Idempotent(fingerprint, {}, duplicate_of)
+                    self._changed()  # only signals the state-file writer, which takes the lock after we leave
+                    raise ApiError(409, "DUPLICATE_ACTIVE_INVOLVEMENT", details={"existingInvolvementId": duplicate_of})
             inv = self._new_involvement(person_id, principal.team, involvement_type, "active")
             resource = inv.view()
             data.idempotency[(principal.client_id, key)] = _Idempotent(fingerprint, resource)
