@@ -191,7 +191,8 @@ class SyncService:
             try:
                 current.extend(self._gateway.person_flags(person_id))
             except PersonUnavailable:
-                # One holds no flag of ours for a person it will not show; an add will report why.
+                # One will not show this person (archived, restricted, ...): an add reports why, and
+                # any flag of ours still there is in the full reconcile's listing, which removes it.
                 continue
         return gatherer.result(), current
 
