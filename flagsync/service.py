@@ -13,11 +13,12 @@ Safety rules carried out here (product.md section 4):
 from __future__ import annotations
 
 import contextvars
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -299,31 +300,57 @@ class SyncService:
         total = len(work)
         if progress is not None and total:
             progress(Phase.APPLY, 0, total)
-        with ThreadPoolExecutor(max_workers=self._max_concurrency, thread_name_prefix="flagsync-write") as pool:
-            for result in self._run_bounded(pool, iter(work)):
-                report.changes.append(result)
-                if result.outcome == "person_issue":
-                    self._refused[result.person_id] = (result.reason or "", now + self._person_issue_backoff)
-                self._observer.change_applied(result.action, result.outcome)
-                self._log_change(result)
-                if progress is not None:
-                    progress(Phase.APPLY, len(report.changes), total)
+        for result in self._run_bounded(work):
+            report.changes.append(result)
+            if result.outcome == "person_issue":
+                self._refused[result.person_id] = (result.reason or "", now + self._person_issue_backoff)
+            self._observer.change_applied(result.action, result.outcome)
+            self._log_change(result)
+            if progress is not None:
+                progress(Phase.APPLY, len(report.changes), total)
 
-    def _run_bounded(self, pool: ThreadPoolExecutor, work: Iterator[Callable[[], ChangeResult]]) -> Iterator[ChangeResult]:
-        """Keep at most max_concurrency writes in flight; stop submitting once asked to stop."""
-        in_flight: set[Future[ChangeResult]] = set()
-        while True:
-            while len(in_flight) < self._max_concurrency and not self.stop_event.is_set():
-                job = next(work, None)
-                if job is None:
-                    break
-                # Each write runs in a copy of this context, so its log lines keep the run id.
-                in_flight.add(pool.submit(contextvars.copy_context().run, job))
-            if not in_flight:
-                return
-            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+    def _run_bounded(self, work: Sequence[Callable[[], ChangeResult]]) -> Iterator[ChangeResult]:
+        """Run the writes on at most max_concurrency threads, yielding results as they come.
+
+        Each worker takes its next write itself, so no write waits for this thread to hand it out;
+        once a stop is requested (or a write fails unexpectedly) no worker starts another.
+        """
+        jobs = iter(work)
+        take = threading.Lock()
+        results: queue.SimpleQueue[ChangeResult | BaseException | None] = queue.SimpleQueue()
+        abort = threading.Event()
+
+        def worker() -> None:
+            try:
+                while not (self.stop_event.is_set() or abort.is_set()):
+                    with take:
+                        job = next(jobs, None)
+                    if job is None:
+                        return
+                    results.put(job())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
+                abort.set()
+                results.put(exc)
+            finally:
+                results.put(None)
+
+        workers = min(self._max_concurrency, len(work))
+        with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="flagsync-write") as pool:
+            # Each worker runs in a copy of this context, so its log lines keep the run id.
+            for _ in range(workers):
+                pool.submit(contextvars.copy_context().run, worker)
+            finished = 0
+            try:
+                while finished < workers:
+                    item = results.get()
+                    if item is None:
+                        finished += 1
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        yield item
+            finally:
+                abort.set()  # whatever ended this loop early, start no further write
 
     def _creator(self, person_id: str, key: str) -> Callable[[], ChangeResult]:
         def create() -> ChangeResult:

@@ -327,3 +327,23 @@ def test_state_store_holds_no_raw_ids(one: InMemoryFlagGateway, state: SqlStateS
     state.close()
     blob = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     assert b"CANARY" not in blob
+
+
+def test_an_unexpected_error_in_a_write_stops_the_others(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A bug inside one write is raised to the caller and no further write starts."""
+
+    class Boom(Exception):
+        pass
+
+    calls = 0
+
+    def create_flag(person_id: str, key: str) -> object:
+        nonlocal calls
+        calls += 1
+        raise Boom
+
+    one.create_flag = create_flag  # type: ignore[method-assign]
+    service = make_service(ListSource([grant(f"P{n:03d}") for n in range(200)]), one, state, tmp_path)
+    with pytest.raises(Boom):
+        service.sync(trigger=RunTrigger.OPERATOR)
+    assert calls <= 4  # at most one per worker
