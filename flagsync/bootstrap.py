@@ -48,7 +48,7 @@ def build_pseudonymizer(settings: Settings) -> Pseudonymizer:
     return Pseudonymizer(key.get_secret_value().encode() if key is not None else DEMO_HMAC_KEY)
 
 
-def build_source(settings: Settings) -> ConsentSource:
+def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:
     src = settings.source
     zone = ZoneInfo(src.timezone)
     if src.kind == "csv":
@@ -111,5 +111,7 @@ def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
         observer=metrics,
     )
     app = App(settings, pseudonymizer, source, gateway, state, metrics, service, lock)
-    app.closers.append(gateway.close)
+    app.closers += [gateway.close, state.close]
+    if isinstance(source, SqlConsentSource):
+        app.closers.append(source.close)
     return app
