@@ -27,6 +27,7 @@ from urllib.parse import unquote_plus
 import pytest
 import requests
 
+from flagsync.core.model import CONTRACT_COLUMNS
 from mocks.one.server import RunningMock, start_in_thread
 
 CLIENT_ID = "flagsync-e2e"
@@ -38,22 +39,7 @@ HTTP_TIMEOUT = (3.05, 10)
 RUN_TIMEOUT_SECONDS = 90
 
 #: The consent table: the contract's columns, then personal data flagsync must never read.
-CONSENT_COLUMNS = (
-    "record_id",
-    "person_id",
-    "decision",
-    "informed",
-    "consented_by",
-    "recorded_at",
-    "expires_at",
-    "case_status",
-    "consent_version",
-    "updated_at",
-    "child_name",
-    "address",
-    "date_of_birth",
-    "notes",
-)
+CONSENT_COLUMNS = (*CONTRACT_COLUMNS, "child_name", "address", "date_of_birth", "notes")
 PERSONAL_COLUMNS = ("child_name", "address", "date_of_birth", "notes")
 INSERT_RECORD = (
     f"INSERT INTO consent_records ({', '.join(CONSENT_COLUMNS)}) "  # noqa: S608 - the column names are the constants above
