@@ -27,11 +27,22 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
@@ -72,6 +83,48 @@ REQUIRED_SETTINGS: tuple[tuple[str, str], ...] = (
 _LOCATOR_ENV_VARS = frozenset({CONFIG_ENV_VAR.lower(), SECRETS_DIR_ENV_VAR.lower()})
 
 
+# --------------------------------------------------------------------------------------------
+# Strict scalar types. A TOML value must already have the right type (`max_concurrency = true` is not 1, and
+# `max_removal_fraction = true` is not 1.0 - that silently switched the mass-removal guard off); text (from the
+# environment, a .env file or a secret file) must spell the value exactly. Nothing is coerced lossily.
+
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
+_NUMBER_TEXT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+_BOOLEAN_TEXT = {"true": True, "false": False}
+
+
+def _integer_from_text(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    if not _INTEGER_TEXT.fullmatch(value.strip()):
+        raise PydanticCustomError("int_parsing", "must be a whole number")
+    return int(value.strip())
+
+
+def _number_from_text(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    if not _NUMBER_TEXT.fullmatch(value.strip()):
+        raise PydanticCustomError("float_parsing", "must be a number")
+    return float(value.strip())
+
+
+def _boolean_from_text(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    if value.strip().lower() not in _BOOLEAN_TEXT:
+        raise PydanticCustomError("bool_parsing", "must be true or false")
+    return _BOOLEAN_TEXT[value.strip().lower()]
+
+
+#: An int that is not a bool or a float; text only as digits.
+StrictInteger = Annotated[int, BeforeValidator(_integer_from_text), Strict()]
+#: A float (an int is fine: 1 is exactly 1.0) that is not a bool; text only as a decimal number.
+StrictNumber = Annotated[float, BeforeValidator(_number_from_text), Strict(), AllowInfNan(False)]
+#: A bool that is not a number; text only as true or false.
+StrictBoolean = Annotated[bool, BeforeValidator(_boolean_from_text), Strict()]
+
+
 def _rule_errors(title: str, problems: list[tuple[str, str, str]]) -> ValidationError:
     """A ValidationError with one entry per (field, error type, message), never carrying an input value."""
     return ValidationError.from_exception_data(
@@ -97,8 +150,9 @@ def _url_problem(value: str) -> str | None:
 
 
 def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
+    """Whether the URL's host is a loopback address or the name ``localhost`` (the same rule as the gateway's)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in ("localhost", "localhost."):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -180,14 +234,15 @@ class OneSettings(_Section):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     ca_bundle: Path | None = None
-    connect_timeout: float = Field(3.05, gt=0)
-    read_timeout: float = Field(30.0, gt=0)
-    max_concurrency: int = Field(8, ge=1, le=64)
-    max_requests_per_second: float = Field(0.0, ge=0)
-    page_size: int = Field(100, ge=1, le=100)
-    allow_insecure_http: bool = False
+    proxy: str | None = None  # explicit proxy; the environment's proxy variables are never used
+    connect_timeout: StrictNumber = Field(3.05, gt=0)
+    read_timeout: StrictNumber = Field(30.0, gt=0)
+    max_concurrency: StrictInteger = Field(8, ge=1, le=64)
+    max_requests_per_second: StrictNumber = Field(0.0, ge=0)
+    page_size: StrictInteger = Field(100, ge=1, le=100)
+    allow_insecure_http: StrictBoolean = False
 
-    @field_validator("base_url", "token_url")
+    @field_validator("base_url", "token_url", "proxy")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -210,7 +265,7 @@ class OneSettings(_Section):
         # machine only when an operator has said so explicitly.
         problems = [
             (name, "insecure_url", "plain http is allowed only to a loopback address unless one.allow_insecure_http is true")
-            for name, url in (("base_url", self.base_url), ("token_url", self.token_url))
+            for name, url in (("base_url", self.base_url), ("token_url", self.token_url), ("proxy", self.proxy))
             if url is not None and urlsplit(url).scheme == "http" and not _is_loopback(url) and not self.allow_insecure_http
         ]
         if problems:
@@ -228,12 +283,12 @@ class OneSettings(_Section):
 
 
 class SyncSettings(_Section):
-    max_removals: int = Field(50, ge=0)
-    max_removal_fraction: float = Field(0.10, ge=0, le=1)
-    change_poll_interval: float = Field(30.0, gt=0)  # seconds
-    full_reconcile_interval: float = Field(3600.0, gt=0)  # seconds
-    retry_attempts: int = Field(5, ge=1)
-    retry_max_delay: float = Field(300.0, gt=0)  # seconds
+    max_removals: StrictInteger = Field(50, ge=0)
+    max_removal_fraction: StrictNumber = Field(0.10, ge=0, le=1)
+    change_poll_interval: StrictNumber = Field(30.0, gt=0)  # seconds
+    full_reconcile_interval: StrictNumber = Field(3600.0, gt=0)  # seconds
+    retry_attempts: StrictInteger = Field(5, ge=1)
+    retry_max_delay: StrictNumber = Field(300.0, gt=0)  # seconds
 
 
 class StateSettings(_Section):
@@ -248,7 +303,7 @@ class StateSettings(_Section):
 
 class AuditSettings(_Section):
     hmac_key: SecretStr | None = None  # required except in the demo
-    retention_days: int = Field(730, ge=1)
+    retention_days: StrictInteger = Field(730, ge=1)
 
     @field_validator("hmac_key")
     @classmethod
@@ -269,8 +324,9 @@ class LogSettings(_Section):
 
 
 class DaemonSettings(_Section):
-    http_port: int = Field(9108, ge=0, le=65535)
-    http_host: str = "0.0.0.0"  # noqa: S104 - in a container the probe and scraper come from outside
+    http_port: StrictInteger = Field(9108, ge=0, le=65535)
+    # Private by default; the container sets 0.0.0.0 explicitly so that its probe and scraper can reach it.
+    http_host: str = "127.0.0.1"
 
 
 #: The sources `load_settings` has prepared for the `Settings` being built (lowest last); None: arguments only.
@@ -412,8 +468,12 @@ _MESSAGES = {
     "extra_forbidden": "unknown key",
     "int_parsing": "must be a whole number",
     "int_from_float": "must be a whole number",
+    "int_type": "must be a whole number (not true/false, not a decimal)",
     "float_parsing": "must be a number",
+    "float_type": "must be a number (not true/false)",
+    "finite_number": "must be a finite number",
     "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false (not a number)",
     "greater_than": "must be > {gt}",
     "greater_than_equal": "must be >= {ge}",
     "less_than": "must be < {lt}",

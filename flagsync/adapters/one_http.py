@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeGuard
@@ -18,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
@@ -54,7 +55,51 @@ DUPLICATE_ACTIVE_INVOLVEMENT = "DUPLICATE_ACTIVE_INVOLVEMENT"
 INVOLVEMENT_NOT_FOUND = "INVOLVEMENT_NOT_FOUND"
 INVALID_PAGE_TOKEN = "INVALID_PAGE_TOKEN"  # noqa: S105 - an error code, not a secret
 
-_ERROR_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")  # anything else from the wire is dropped, never echoed
+#: Every error code of the wire contract's table. A code One sends that is not one of these is never
+#: carried anywhere (a One that echoes a person id as its "code" would undo the pseudonyms): it becomes
+#: UNKNOWN_CODE, so logs, the audit trail and metric labels only ever hold these words.
+CONTRACT_ERROR_CODES: frozenset[str] = frozenset(
+    {
+        "MALFORMED_JSON",
+        "INVALID_QUERY",
+        "INVALID_PAGE_TOKEN",
+        "IDEMPOTENCY_KEY_REQUIRED",
+        "TOKEN_MISSING",
+        "TOKEN_EXPIRED",
+        "TOKEN_INVALID",
+        "SCOPE_INSUFFICIENT",
+        "SERVICE_TEAM_NOT_PERMITTED",
+        "RECORD_RESTRICTED",
+        "PERSON_NOT_FOUND",
+        "INVOLVEMENT_NOT_FOUND",
+        "DUPLICATE_ACTIVE_INVOLVEMENT",
+        "PERSON_MERGED",
+        "PERSON_ARCHIVED",
+        "PRECONDITION_FAILED",
+        "PRECONDITION_REQUIRED",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "UNKNOWN_FIELD",
+        "INVALID_INVOLVEMENT_TYPE",
+        "IDEMPOTENCY_KEY_REUSED",
+        "RATE_LIMITED",
+        "INTERNAL_ERROR",
+        "UPSTREAM_UNAVAILABLE",
+        "MAINTENANCE",
+        "GATEWAY_TIMEOUT",
+    }
+)
+UNKNOWN_CODE = "UNKNOWN_CODE"
+
+#: The largest answer body read from One (a listing page of 100 flags is about 25 KB). Anything larger
+#: fails the call as INVALID_RESPONSE without being read further.
+MAX_RESPONSE_BYTES = 1024 * 1024
+
+#: A full listing fails (removing nothing) after this many pages or this many seconds: a One that keeps
+#: handing out fresh page tokens must not hold the run, and so the single-run lock, forever.
+MAX_LISTING_PAGES = 10_000
+LISTING_DEADLINE_SECONDS = 900.0
+
+_DIGITS = re.compile(r"(\d+)")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,64}")
 _RETRY_AFTER_SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
 _ETAG_VERSION = re.compile(r'(?:W/)?"([0-9]{1,18})"')
@@ -108,28 +153,46 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def error_code(response: requests.Response) -> str | None:
-    """The `error.code` of One's error envelope, if present and shaped like a code (never free text)."""
-    try:
-        payload = response.json()
-    except ValueError:  # not JSON, or not decodable: no code
-        return None
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One's answer to one request: the status, the headers and a body read up to `MAX_RESPONSE_BYTES`."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        """The body as JSON, or `_NOT_JSON` when it is not decodable JSON (deep nesting and huge numbers included)."""
+        try:
+            return json.loads(self.body)
+        except (ValueError, RecursionError):  # ValueError covers bad UTF-8 and over-long integers
+            return _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
+def error_code(answer: Answer) -> str | None:
+    """The `error.code` of One's error envelope: a contract code, `UNKNOWN_CODE` for anything else, None if absent."""
+    payload = answer.json()
     error = payload.get("error") if isinstance(payload, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
+    if code is None:
+        return None
+    return code if isinstance(code, str) and code in CONTRACT_ERROR_CODES else UNKNOWN_CODE
 
 
-def classify(response: requests.Response, *, endpoint: str) -> RemoteError | None:
+def classify(answer: Answer, *, endpoint: str) -> RemoteError | None:
     """Map an answer from One to None (2xx) or the exception that says what the caller should do.
 
     `endpoint` is the URL template. Codes the callers act on (duplicate, gone, stale version, expired
     page token, 401) come back as plain `FatalRemoteError`s carrying `status` and `code`.
     """
-    status = response.status_code
+    status = answer.status
     if 200 <= status < 300:
         return None
-    code = error_code(response)
-    return remote_error(status, code, endpoint=endpoint, retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    code = error_code(answer)
+    return remote_error(status, code, endpoint=endpoint, retry_after=parse_retry_after(answer.headers.get("Retry-After")))
 
 
 def remote_error(status: int, code: str | None, *, endpoint: str, retry_after: float | None = None) -> RemoteError:
@@ -169,11 +232,8 @@ def _invalid_response(endpoint: str) -> FatalRemoteError:
     )
 
 
-def _json_object(response: requests.Response, endpoint: str) -> dict[str, Any]:
-    try:
-        payload = response.json()
-    except ValueError:  # an HTML error page from a proxy, a truncated body, ...
-        raise _invalid_response(endpoint) from None
+def _json_object(answer: Answer, endpoint: str) -> dict[str, Any]:
+    payload = answer.json()  # an HTML error page from a proxy, a truncated body, ...: not an object
     if not isinstance(payload, dict):
         raise _invalid_response(endpoint)
     return payload
@@ -341,8 +401,9 @@ class HttpFlagGateway:
         base_url: str,
         token_url: str | None,
         client_id: str,
-        client_secret: str,
+        client_secret: SecretStr | str,
         ca_bundle: Path | None = None,
+        proxy: str | None = None,
         connect_timeout: float = 3.05,
         read_timeout: float = 30.0,
         max_concurrency: int = 8,
@@ -353,6 +414,8 @@ class HttpFlagGateway:
         retry_deadline: float = 600.0,
         listing_restarts: int = 3,
         precondition_retries: int = 3,
+        max_listing_pages: int = MAX_LISTING_PAGES,
+        listing_deadline: float = LISTING_DEADLINE_SECONDS,
         allow_insecure_http: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -364,14 +427,16 @@ class HttpFlagGateway:
         self._token_url = _check_url(
             token_url or f"{self._base_url}/connect/token", setting="one.token_url", allow_insecure_http=allow_insecure_http
         )
-        if not client_id or not client_secret:
+        secret = client_secret if isinstance(client_secret, SecretStr) else SecretStr(client_secret)
+        if not client_id or not secret.get_secret_value():
             raise ConfigError("one.client_id and one.client_secret are required")
+        proxy_url = None if proxy is None else _check_url(proxy, setting="one.proxy", allow_insecure_http=allow_insecure_http)
         if ca_bundle is not None and not ca_bundle.is_file():
             raise ConfigError("one.ca_bundle must name a readable CA bundle file")
         if connect_timeout <= 0 or read_timeout <= 0 or max_concurrency < 1 or not 1 <= page_size <= 100 or retry_attempts < 1:
             raise ConfigError("one.* timeouts, max_concurrency, page_size or sync.retry_attempts are out of range")
         self._client_id = client_id
-        self._client_secret = client_secret
+        self._client_secret = secret  # a SecretStr: its repr, and so any dump of this object, shows ***
         self._token_endpoint = urlsplit(self._token_url).path or "/"
         self._verify: str | bool = str(ca_bundle) if ca_bundle is not None else True
         self._timeout = (connect_timeout, read_timeout)
@@ -381,6 +446,9 @@ class HttpFlagGateway:
         self._retry_deadline = retry_deadline
         self._listing_restarts = listing_restarts
         self._precondition_retries = precondition_retries
+        self._max_listing_pages = max_listing_pages
+        self._listing_deadline = listing_deadline
+        self._clock = clock
         self._sleep = sleep
         self._on_request = on_request
         self._on_retry = on_retry
@@ -389,6 +457,11 @@ class HttpFlagGateway:
         self._tokens = _TokenCache(self._fetch_token, clock=clock)
         self._owns_session = session is None
         self._session = session or requests.Session()
+        # The environment must not redirect traffic: HTTP(S)_PROXY would receive the client secret and
+        # tokens (in clear for http targets), REQUESTS_CA_BUNDLE would swap the trust store, ~/.netrc would
+        # add credentials. Only the explicit one.proxy and one.ca_bundle settings count.
+        self._session.trust_env = False
+        self._session.proxies = {} if proxy_url is None else {"http": proxy_url, "https": proxy_url}
         # Retries happen in exactly one place (tenacity, below): urllib3's own are switched off.
         adapter = HTTPAdapter(
             pool_connections=2,
@@ -418,8 +491,8 @@ class HttpFlagGateway:
 
     def person_flags(self, person_id: str) -> list[Flag]:
         url = self._person_url(person_id)
-        response = self._call("GET", PERSON_INVOLVEMENTS, url, params={"status": "active"})
-        flags = self._flags_in(_items(_json_object(response, PERSON_INVOLVEMENTS), PERSON_INVOLVEMENTS), PERSON_INVOLVEMENTS)
+        answer = self._call("GET", PERSON_INVOLVEMENTS, url, params={"status": "active"})
+        flags = self._flags_in(_items(_json_object(answer, PERSON_INVOLVEMENTS), PERSON_INVOLVEMENTS), PERSON_INVOLVEMENTS)
         return sorted(flag for flag in flags if flag.person_id == person_id)
 
     def create_flag(self, person_id: str, idempotency_key: str) -> CreateOutcome:
@@ -474,20 +547,37 @@ class HttpFlagGateway:
     # ---- calls
 
     def _list_all(self) -> list[Flag]:
-        found: dict[str, Flag] = {}
+        """One complete pass over the listing, checked as it goes: ids keep increasing, pages and time are bounded."""
+        flags: list[Flag] = []
         seen_tokens: set[str] = set()
         page_token: str | None = None
-        while True:
+        last_id: tuple[tuple[int, int | str], ...] | None = None
+        deadline = self._clock() + self._listing_deadline
+        for _ in range(self._max_listing_pages):
             items, page_token = self._page(self._page_size, page_token)
-            for flag in self._flags_in(items, INVOLVEMENTS):
-                known = found.get(flag.involvement_id)
-                if known is None or flag.version > known.version:
-                    found[flag.involvement_id] = flag
+            for item in items:
+                involvement_id = item.get("id") if isinstance(item, dict) else None
+                if isinstance(involvement_id, str):
+                    # The contract orders the listing by id, across pages: an id that does not follow the
+                    # last one means pages overlap, repeat or come out of order, so the view is not trustworthy.
+                    key = _id_order(involvement_id)
+                    if last_id is not None and key <= last_id:
+                        raise _invalid_response(INVOLVEMENTS)
+                    last_id = key
+            flags.extend(self._flags_in(items, INVOLVEMENTS))
             if page_token is None:
-                return sorted(found.values())
+                return sorted(flags)
             if page_token in seen_tokens:
                 raise _invalid_response(INVOLVEMENTS)  # the listing went round in a circle
             seen_tokens.add(page_token)
+            if self._clock() > deadline:
+                break
+        raise FatalRemoteError(
+            f"One's listing on {INVOLVEMENTS} did not end within {self._max_listing_pages} pages"
+            f" or {self._listing_deadline:.0f} s",
+            code="LISTING_TOO_LONG",
+            endpoint=INVOLVEMENTS,
+        )
 
     def _page(self, size: int, page_token: str | None) -> tuple[list[Any], str | None]:
         params = {"status": "active", "pageSize": str(size)}
@@ -502,19 +592,19 @@ class HttpFlagGateway:
     def _current_version(self, url: str) -> int | None:
         """The version One holds now, or None when the flag is gone (or no longer active)."""
         try:
-            response = self._call("GET", INVOLVEMENT, url)
+            answer = self._call("GET", INVOLVEMENT, url)
         except FatalRemoteError as exc:
             if _is_gone(exc):
                 return None
             raise
-        payload = _json_object(response, INVOLVEMENT)
+        payload = _json_object(answer, INVOLVEMENT)
         if payload.get("serviceTeam") != SERVICE_TEAM or payload.get("involvementType") != INVOLVEMENT_TYPE:
             raise FatalRemoteError(
                 f"Refused to remove an involvement that is not ours on {INVOLVEMENT}", code="NOT_OURS", endpoint=INVOLVEMENT
             )
         if payload.get("status", "active") != "active":
             return None
-        match = _ETAG_VERSION.fullmatch(response.headers.get("ETag", "").strip())
+        match = _ETAG_VERSION.fullmatch(answer.headers.get("ETag", "").strip())
         version = int(match.group(1)) if match else payload.get("version")
         if type(version) is not int:
             raise _invalid_response(INVOLVEMENT)
@@ -553,7 +643,7 @@ class HttpFlagGateway:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
-    ) -> requests.Response:
+    ) -> Answer:
         """One logical call: retried on retriable errors only, within attempts and a deadline; 2xx or an exception."""
         all_headers = {"Accept": "application/json", "X-Correlation-ID": uuid.uuid4().hex, **(headers or {})}
         retrying = Retrying(
@@ -575,36 +665,34 @@ class HttpFlagGateway:
         params: Mapping[str, str] | None,
         headers: Mapping[str, str],
         data: bytes | None,
-    ) -> requests.Response:
+    ) -> Answer:
         token = self._tokens.current()
-        response = self._exchange(method, endpoint, url, token=token, params=params, headers=headers, data=data)
-        if response.status_code == 401:  # expired or revoked: one new token, one more try, then fatal
+        answer = self._exchange(method, endpoint, url, token=token, params=params, headers=headers, data=data)
+        if answer.status == 401:  # expired or revoked: one new token, one more try, then fatal
             token = self._tokens.replace(token)
-            response = self._exchange(method, endpoint, url, token=token, params=params, headers=headers, data=data)
-        error = classify(response, endpoint=endpoint)
+            answer = self._exchange(method, endpoint, url, token=token, params=params, headers=headers, data=data)
+        error = classify(answer, endpoint=endpoint)
         if error is not None:
             raise error
-        return response
+        return answer
 
     def _fetch_token(self) -> tuple[str, float]:
         form = {
             "grant_type": "client_credentials",
             "client_id": self._client_id,
-            "client_secret": self._client_secret,
+            "client_secret": self._client_secret.get_secret_value(),
             "scope": SCOPE,
         }
         endpoint = self._token_endpoint
-        response = self._exchange(
-            "POST", endpoint, self._token_url, token=None, headers={"Accept": "application/json"}, form=form
-        )
-        if response.status_code in (400, 401):
+        answer = self._exchange("POST", endpoint, self._token_url, token=None, headers={"Accept": "application/json"}, form=form)
+        if answer.status in (400, 401):
             raise FatalRemoteError(
-                "One rejected the client credentials", status=response.status_code, code="CREDENTIALS_REJECTED", endpoint=endpoint
+                "One rejected the client credentials", status=answer.status, code="CREDENTIALS_REJECTED", endpoint=endpoint
             )
-        error = classify(response, endpoint=endpoint)
+        error = classify(answer, endpoint=endpoint)
         if error is not None:
             raise error
-        payload = _json_object(response, endpoint)
+        payload = _json_object(answer, endpoint)
         token, token_type, expires_in = (
             payload.get("access_token"),
             payload.get("token_type", "Bearer"),
@@ -627,8 +715,8 @@ class HttpFlagGateway:
         headers: Mapping[str, str] | None = None,
         data: bytes | None = None,
         form: Mapping[str, str] | None = None,
-    ) -> requests.Response:
-        """One HTTP request and answer, with explicit timeouts, no redirects, and requests' exceptions translated."""
+    ) -> Answer:
+        """One HTTP request and its bounded answer, with explicit timeouts, no redirects, requests' exceptions translated."""
         self._pacer.wait()
         started = time.perf_counter()
         try:
@@ -642,15 +730,23 @@ class HttpFlagGateway:
                 timeout=self._timeout,
                 verify=self._verify,
                 allow_redirects=False,
+                stream=True,  # the body is read below, never more than MAX_RESPONSE_BYTES of it
             )
+            with response:
+                body = _read_capped(response)
         except requests.RequestException as exc:
             self._report(method, endpoint, None, started)
             raise translate_exception(exc, method=method, endpoint=endpoint) from None  # the original names the URL
+        except _TooLarge:
+            self._report(method, endpoint, response.status_code, started)
+            message = f"One's answer on {endpoint} is larger than {MAX_RESPONSE_BYTES} bytes"
+            raise FatalRemoteError(message, code="INVALID_RESPONSE", endpoint=endpoint) from None
         self._report(method, endpoint, response.status_code, started)
-        rate_limited = response.status_code == 429
-        retry_after = parse_retry_after(response.headers.get("Retry-After")) if rate_limited else None
+        answer = Answer(response.status_code, response.headers, body)
+        rate_limited = answer.status == 429
+        retry_after = parse_retry_after(answer.headers.get("Retry-After")) if rate_limited else None
         self._pacer.answered(rate_limited, None if retry_after is None else min(retry_after, self._retry_max_delay))
-        return response
+        return answer
 
     def _report(self, method: str, endpoint: str, status: int | None, started: float) -> None:
         if self._on_request is not None:
@@ -728,3 +824,31 @@ def _flag_from(item: Mapping[str, Any]) -> Flag | None:
     if not _is_valid_involvement_id(involvement_id) or not isinstance(person_id, str) or not is_valid_person_id(person_id):
         return None
     return Flag(involvement_id, person_id, version if type(version) is int and version >= 0 else 0)
+
+
+class _TooLarge(Exception):
+    """Internal: an answer body passed MAX_RESPONSE_BYTES."""
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    """The (decoded) body of a streamed response, refusing to read more than MAX_RESPONSE_BYTES of it.
+
+    A declared Content-Length over the cap is refused before reading; otherwise at most one byte more
+    than the cap is read, so a huge or endless body (or a compression bomb) costs at most the cap.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _id_order(involvement_id: str) -> tuple[tuple[int, int | str], ...]:
+    """A sort key for involvement ids that orders their numbers as numbers (INV-999999 before INV-1000000)."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(involvement_id) if part)

@@ -23,6 +23,7 @@ from flagsync.adapters.one_http import (
     INVOLVEMENT,
     INVOLVEMENTS,
     PERSON_INVOLVEMENTS,
+    Answer,
     CreateFlagBody,
     HttpFlagGateway,
     _Pacer,
@@ -164,12 +165,8 @@ def create_matchers(key: str) -> list[Any]:
     ]
 
 
-def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> requests.Response:
-    response = requests.Response()
-    response.status_code = status
-    response._content = body
-    response.headers.update(headers or {})
-    return response
+def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status, requests.structures.CaseInsensitiveDict(headers or {}), body)
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,7 +475,7 @@ def test_writes_are_bounded_by_max_concurrency(
 def test_listing_follows_pages_and_keeps_only_well_formed_flags_of_ours(
     rsps: responses.RequestsMock, gateway: HttpFlagGateway, log_buffer: io.StringIO
 ) -> None:
-    """Pages are followed to the end; foreign, inactive and malformed items are left out (and counted); duplicates merge."""
+    """Pages are followed to the end; foreign, inactive and malformed items are left out (and counted)."""
     add_token(rsps)
     rsps.get(
         LIST_URL,
@@ -495,10 +492,10 @@ def test_listing_follows_pages_and_keeps_only_well_formed_flags_of_ours(
     )
     rsps.get(
         LIST_URL,
-        json={"items": [item("INV-1", "P1", version=2), item("INV-5", "P5", status="inactive"), item("INV-6", "P6", version=3)]},
+        json={"items": [item("INV-5", "P5", status="inactive"), item("INV-6", "P6", version=3)]},
         match=[page_query("t1")],
     )
-    assert gateway.list_flags() == [Flag("INV-1", "P1", 2), Flag("INV-6", "P6", 3)]
+    assert gateway.list_flags() == [Flag("INV-1", "P1", 1), Flag("INV-6", "P6", 3)]
     skipped = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
     assert sum(event["count"] for event in skipped if event["reason"] == "not_ours_or_inactive") == 3
     assert sum(event["count"] for event in skipped if event["reason"] == "malformed") == 1
@@ -1013,10 +1010,10 @@ def test_classify_reads_retry_after_on_retriable_answers() -> None:
 
 
 def test_classify_drops_codes_that_are_not_codes() -> None:
-    """A free-text or lower-case code from the wire is not carried into the error."""
+    """A free-text or lower-case code from the wire is not carried into the error: it becomes UNKNOWN_CODE."""
     error = classify(answer(422, json.dumps(envelope(422, "Bad value P-CANARY-123")).encode()), endpoint=INVOLVEMENTS)
     assert error is not None
-    assert error.code is None
+    assert error.code == "UNKNOWN_CODE"
     assert CANARY not in str(error)
 
 

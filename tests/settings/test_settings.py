@@ -326,6 +326,111 @@ def test_bad_values_are_named(load: Loader, env: dict[str, str], expected: str) 
     assert expected in config_error(lambda: load(env=env, require_secrets=False))
 
 
+# --- strict types (issue 6: `max_removal_fraction = true` silently switched the mass-removal guard off) -------------
+
+#: Every setting whose type is a number or a boolean, as (section, key, kind).
+NUMERIC_SETTINGS = [
+    (section, key, kind)
+    for section, field in Settings.model_fields.items()
+    for key, sub in field.annotation.model_fields.items()  # type: ignore[union-attr]  # every section is a model
+    for kind in [getattr(sub.annotation, "__name__", "")]
+    if kind in ("int", "float", "bool")
+]
+
+
+def test_the_numeric_and_boolean_settings_are_the_expected_ones() -> None:
+    """The strictness tests below cover every number and switch there is (a new one is covered automatically)."""
+    assert ("sync", "max_removal_fraction", "float") in NUMERIC_SETTINGS
+    assert ("one", "max_concurrency", "int") in NUMERIC_SETTINGS
+    assert ("one", "allow_insecure_http", "bool") in NUMERIC_SETTINGS
+    assert len(NUMERIC_SETTINGS) >= 14
+
+
+@pytest.mark.parametrize(("section", "key", "kind"), NUMERIC_SETTINGS)
+@pytest.mark.parametrize("value", ["true", "false", "1.5", "1e400", "nan", "[1]"])
+def test_toml_values_of_the_wrong_type_are_refused(  # noqa: PLR0917 - pytest passes parameters positionally
+    load: Loader, workdir: Path, section: str, key: str, kind: str, value: str
+) -> None:
+    """A boolean for a number, a number for a boolean, a fraction for a whole number, infinity or a list is refused by name."""
+    if (kind == "bool" and value in ("true", "false")) or (kind == "float" and value == "1.5"):
+        return  # the right type: covered by the acceptance test below
+    path = write(workdir / "strict.toml", f"[{section}]\n{key} = {value}\n")
+    message = config_error(lambda: load(config_file=path, require_secrets=False))
+    assert f"{section}.{key}: must be" in message
+
+
+@pytest.mark.parametrize(("section", "key", "kind"), NUMERIC_SETTINGS)
+@pytest.mark.parametrize("text", ["true", "yes", "1.0", "0x10", "1_000", "nan", "inf", ""])
+def test_environment_text_must_spell_the_value_exactly(load: Loader, section: str, key: str, kind: str, text: str) -> None:
+    """From the environment, a number must be written as digits and a switch as true/false; nothing else is guessed."""
+    acceptable = {"bool": {"true"}, "float": {"1.0"}, "int": set()}[kind]
+    env = {f"FLAGSYNC_{section.upper()}__{key.upper()}": text}
+    if text in acceptable:
+        load(env=env, require_secrets=False)
+        return
+    message = config_error(lambda: load(env=env, require_secrets=False))
+    assert f"{section}.{key}: must be" in message
+
+
+def test_max_removal_fraction_true_is_refused_not_read_as_one(load: Loader, workdir: Path) -> None:
+    """The reproduced case: `max_removal_fraction = true` stops start-up instead of disabling the guard."""
+    path = write(workdir / "guard.toml", "[sync]\nmax_removal_fraction = true\nmax_removals = 50\n")
+    assert "sync.max_removal_fraction: must be a number (not true/false)" in config_error(
+        lambda: load(config_file=path, require_secrets=False)
+    )
+
+
+def test_max_concurrency_true_is_refused_not_read_as_one(load: Loader, workdir: Path) -> None:
+    """The reproduced case: `max_concurrency = true` is an error, not 1."""
+    path = write(workdir / "conc.toml", "[one]\nmax_concurrency = true\n")
+    assert "one.max_concurrency: must be a whole number" in config_error(lambda: load(config_file=path, require_secrets=False))
+
+
+def test_well_typed_values_load_from_toml_and_text(load: Loader, workdir: Path) -> None:
+    """Right-typed TOML values and exactly spelt text load; an int is fine where a number is wanted."""
+    path = write(workdir / "ok.toml", "[sync]\nmax_removal_fraction = 1\nmax_removals = 3\n[one]\nallow_insecure_http = true\n")
+    settings = load(
+        config_file=path, env={"FLAGSYNC_ONE__PAGE_SIZE": " 50 ", "FLAGSYNC_ONE__READ_TIMEOUT": "2.5"}, require_secrets=False
+    )
+    assert settings.sync.max_removal_fraction == 1.0
+    assert settings.sync.max_removals == 3
+    assert settings.one.allow_insecure_http is True
+    assert settings.one.page_size == 50
+    assert settings.one.read_timeout == 2.5
+
+
+def test_the_daemon_port_is_private_by_default() -> None:
+    """daemon.http_host defaults to loopback: /healthz and /metrics are not reachable from other machines."""
+    assert Settings().daemon.http_host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("proxy", "ok"),
+    [
+        ("https://proxy.example.org:3128", True),
+        ("http://127.0.0.1:3128", True),
+        ("http://proxy.example.org:3128", False),
+        ("http://user:pw@127.0.0.1:3128", False),
+        ("socks5://127.0.0.1:1080", False),
+    ],
+)
+def test_one_proxy_follows_the_https_rule(load: Loader, proxy: str, ok: bool) -> None:
+    """one.proxy must be https, or plain http to loopback, with no credentials in the URL."""
+    env = {"FLAGSYNC_ONE__PROXY": proxy}
+    if ok:
+        assert load(env=env, require_secrets=False).one.proxy == proxy
+    else:
+        message = config_error(lambda: load(env=env, require_secrets=False))
+        assert "one.proxy:" in message
+        assert "pw" not in message
+
+
+def test_a_dot_localhost_name_is_not_loopback(load: Loader) -> None:
+    """http://api.localhost is refused like any other host name: settings and gateway agree on what loopback is."""
+    message = config_error(lambda: load(env={"FLAGSYNC_ONE__BASE_URL": "http://api.localhost:8080"}, require_secrets=False))
+    assert "one.base_url: plain http" in message
+
+
 def test_a_csv_source_with_a_path_is_accepted(load: Loader) -> None:
     """source.kind csv with source.path loads."""
     settings = load(env={"FLAGSYNC_SOURCE__KIND": "csv", "FLAGSYNC_SOURCE__PATH": "export.csv"}, require_secrets=False)
