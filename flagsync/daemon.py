@@ -33,8 +33,45 @@ log = structlog.get_logger("flagsync.daemon")
 #: How long SIGTERM waits for a run in progress before the process leaves anyway (spec: exit within 10 s).
 SHUTDOWN_GRACE_SECONDS = 8.0
 
+#: How long a client of /healthz or /metrics may take to send its request before the connection is closed.
+HTTP_READ_TIMEOUT_SECONDS = 5.0
+
+#: Connections served at once; more are closed at once (each served connection holds a thread).
+HTTP_MAX_CONNECTIONS = 16
+
 #: Outcomes that mean the run read both sides and planned: the daemon is doing its job.
 _HEALTHY = frozenset({RunOutcome.CONVERGED, RunOutcome.CHANGES_FAILED, RunOutcome.HELD})
+
+
+class _BoundedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that serves at most `max_connections` connections at once and drops the rest.
+
+    The standard library's threading server starts a thread for every connection, idle or not: a
+    thousand half-sent requests held a thousand threads. Together with the handler's read timeout,
+    this bounds what a client that connects and says nothing can cost.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: refuse this one rather than queue a thread for it
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class Daemon:
@@ -130,6 +167,8 @@ class Daemon:
         daemon = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = HTTP_READ_TIMEOUT_SECONDS  # applied to the connection's socket before the request is read
+
             def do_GET(self) -> None:
                 if self.path == "/healthz":
                     ok = daemon.healthy()
@@ -152,10 +191,9 @@ class Daemon:
 
         host = self.app.settings.daemon.http_host
         port = self.app.settings.daemon.http_port
-        self._http = ThreadingHTTPServer((host, port), Handler)
-        self._http.daemon_threads = True
+        self._http = _BoundedHTTPServer((host, port), Handler, max_connections=HTTP_MAX_CONNECTIONS)
         threading.Thread(target=self._http.serve_forever, name="flagsync-http", daemon=True).start()
-        log.info("daemon.http_listening", port=self._http.server_address[1])
+        log.info("daemon.http_listening", host=host, port=self._http.server_address[1])
 
     # ------------------------------------------------------------------------------------------
     # Life cycle

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from flagsync import daemon as daemon_module
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.sql_state import SqlStateStore
@@ -176,6 +179,42 @@ def test_health_and_metrics_endpoints(parts: Parts) -> None:
     assert requests.get(f"{base}/healthz", timeout=5).status_code == 503
     daemon.stopping.clear()
     daemon.stop()
+
+
+def test_idle_connections_cannot_pile_up_threads(parts: Parts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half-sent requests hold at most the connection cap in threads, are cut off by the read timeout; health answers."""
+    monkeypatch.setattr(daemon_module, "HTTP_READ_TIMEOUT_SECONDS", 0.5)
+    daemon, _source, _one, _state = parts
+    daemon._serve_http()
+    assert daemon._http is not None
+    address = ("127.0.0.1", daemon._http.server_address[1])
+    baseline = threading.active_count()
+    idle = []
+    try:
+        for _ in range(200):
+            sock = socket.create_connection(address, timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+            idle.append(sock)
+        time.sleep(0.2)
+        assert threading.active_count() - baseline <= daemon_module.HTTP_MAX_CONNECTIONS + 2
+        time.sleep(1.0)  # past the read timeout: the server has let go of every idle connection
+        assert threading.active_count() - baseline <= 2
+        assert requests.get(f"http://{address[0]}:{address[1]}/healthz", timeout=5).status_code in (200, 503)
+    finally:
+        for sock in idle:
+            sock.close()
+        daemon._http.shutdown()
+
+
+def test_the_http_endpoint_binds_the_configured_host(parts: Parts) -> None:
+    """The health/metrics server listens where daemon.http_host says (loopback by default), nowhere else."""
+    daemon, _source, _one, _state = parts
+    daemon._serve_http()
+    assert daemon._http is not None
+    try:
+        assert daemon._http.server_address[0] == "127.0.0.1"
+    finally:
+        daemon._http.shutdown()
 
 
 def test_stale_reconcile_is_unhealthy(parts: Parts) -> None:
