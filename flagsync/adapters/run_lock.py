@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from flagsync.adapters.sql_state import parse_state_url, sqlite_file_path
+from flagsync.adapters.sql_state import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, parse_state_url, sqlite_file_path
 from flagsync.errors import RunInProgressError, StateError
 
 #: The session-level advisory lock key every flagsync replica agrees on: the first 8 bytes of SHA-256("flagsync").
@@ -103,11 +103,11 @@ class _FileLock:
     def __init__(self, path: Path) -> None:
         self._path = path
         # thread_local=False: the holder may release from another thread (a daemon's job vs its shutdown).
-        self._lock = filelock.FileLock(path, thread_local=False)
+        self._lock = filelock.FileLock(path, thread_local=False, mode=PRIVATE_FILE_MODE)
 
     def acquire(self, wait_seconds: float) -> bool:
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
             self._lock.acquire(timeout=wait_seconds)
         except filelock.Timeout:
             return False

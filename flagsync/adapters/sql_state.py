@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +53,11 @@ from flagsync.ports import AuditEvent, PendingRemoval, ReportRow, RunOutcome, Ru
 
 #: Bumped whenever the tables change shape; a store written by another version is refused.
 SCHEMA_VERSION = "1"
+
+#: The state store's files (database, WAL, shared memory, run lock) are the owner's alone: they hold
+#: pseudonyms and One's involvement ids. A directory flagsync creates for them is the owner's alone too.
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 
 #: How long an SQLite writer waits for another one before giving up.
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
@@ -428,12 +434,27 @@ def _create_engine(url: URL) -> Engine:
         if path is None:
             engine = create_engine(url, hide_parameters=True, connect_args=connect_args, poolclass=StaticPool)
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(path)
             engine = create_engine(url, hide_parameters=True, connect_args=connect_args)
     except (SQLAlchemyError, ImportError, OSError) as exc:
         raise StateError(f"cannot set up the state store ({type(exc).__name__})") from None
     _tune_sqlite(engine, wal=path is not None)
     return engine
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` (and a missing parent directory) for the owner alone, unless it exists already.
+
+    SQLite gives its -wal, -shm and -journal files the permissions of the database file, so a
+    database created 0600 here keeps its companions 0600 too. Existing files and directories are
+    left as they are (an operator may have set them up on purpose).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def _tune_sqlite(engine: Engine, *, wal: bool) -> None:
