@@ -20,9 +20,6 @@ from flagsync.ports import ConsentSource, FlagGateway, StateStore
 from flagsync.service import SyncService
 from flagsync.settings import Settings
 
-#: Used only when no audit.hmac_key is configured and secrets are not required (the demo).
-DEMO_HMAC_KEY = b"flagsync-demo-key-not-for-production"
-
 
 @dataclass
 class App:
@@ -44,8 +41,11 @@ class App:
 
 
 def build_pseudonymizer(settings: Settings) -> Pseudonymizer:
+    """The pseudonymizer for logs and the state store; there is no fallback key (a missing key is a ConfigError)."""
     key = settings.audit.hmac_key
-    return Pseudonymizer(key.get_secret_value().encode() if key is not None else DEMO_HMAC_KEY)
+    if key is None:
+        raise ConfigError("missing required setting audit.hmac_key")
+    return Pseudonymizer(key.get_secret_value().encode())
 
 
 def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:

@@ -23,7 +23,7 @@ from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, Stat
 from flagsync.logs import configure_logging, register_secret, safe_error_summary
 from flagsync.ports import RunOutcome, RunTrigger
 from flagsync.service import Phase, RunReport
-from flagsync.settings import Settings, load_settings, secret_values
+from flagsync.settings import REQUIRED_SETTINGS, STATE_READER_SETTINGS, Settings, load_settings, secret_values
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -170,8 +170,8 @@ def print_report(report: RunReport, out: IO[str], *, show_plan: bool = True) -> 
 # Commands
 
 
-def _settings(args: argparse.Namespace, *, require_secrets: bool = True) -> Settings:
-    return load_settings(config_file=args.config, require_secrets=require_secrets)
+def _settings(args: argparse.Namespace, *, required: tuple[tuple[str, str], ...] = REQUIRED_SETTINGS) -> Settings:
+    return load_settings(config_file=args.config, required=required)
 
 
 def _setup_logging(
@@ -262,7 +262,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flagsync.adapters.sql_state import SqlStateStore  # noqa: PLC0415 - see _setup_logging
     from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
 
-    settings = _settings(args, require_secrets=False)
+    settings = _settings(args, required=STATE_READER_SETTINGS)
     _setup_logging(settings, args, interactive_quiet=True)
     state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
     runs = state.recent_runs(10)
@@ -359,7 +359,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from flagsync.adapters.sql_state import SqlStateStore  # noqa: PLC0415 - see _setup_logging
     from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
 
-    settings = _settings(args, require_secrets=False)
+    settings = _settings(args, required=STATE_READER_SETTINGS)
     _setup_logging(settings, args, interactive_quiet=True)
     state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
     out = sys.stdout

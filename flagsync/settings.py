@@ -23,7 +23,7 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -71,12 +71,24 @@ DOTENV_FILE = Path(".env")
 MIN_HMAC_KEY_LENGTH = 16
 SECRET_MASK = "***"  # noqa: S105 - the mask shown in place of a secret, not a secret
 
-#: Settings that must be present unless `load_settings(require_secrets=False)` (the demo).
+#: Settings a command that talks to One must have (`load_settings(required=...)` names others).
 REQUIRED_SETTINGS: tuple[tuple[str, str], ...] = (
     ("one", "base_url"),
     ("one", "client_id"),
     ("one", "client_secret"),
     ("audit", "hmac_key"),
+)
+
+#: What a command that only reads the state store (status, audit) must have: the pseudonym key.
+STATE_READER_SETTINGS: tuple[tuple[str, str], ...] = (("audit", "hmac_key"),)
+
+#: Pseudonym keys printed in this repository (the local-mock configuration, the demo). Pseudonyms made with
+#: a published key can be reversed by trying every person id, so such a key is refused unless One is local.
+PUBLISHED_HMAC_KEYS: frozenset[str] = frozenset(
+    {
+        "demo-only-not-a-secret-key-0000",  # config/local-mock.toml
+        "demo-pseudonym-key-not-for-production",  # flagsync demo
+    }
 )
 
 #: Variables with the prefix that locate other settings rather than being settings themselves.
@@ -130,7 +142,7 @@ def _rule_errors(title: str, problems: list[tuple[str, str, str]]) -> Validation
     return ValidationError.from_exception_data(
         title,
         [
-            InitErrorDetails(type=PydanticCustomError(kind, message), loc=(field,), input=None)
+            InitErrorDetails(type=PydanticCustomError(kind, message), loc=tuple(field.split(".")), input=None)
             for field, kind, message in problems
         ],
         hide_input=True,
@@ -352,6 +364,15 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
 
+    @model_validator(mode="after")
+    def _check_published_key(self) -> Settings:
+        key = self.audit.hmac_key
+        published = key is not None and key.get_secret_value() in PUBLISHED_HMAC_KEYS
+        if published and (self.one.base_url is None or not _is_loopback(self.one.base_url)):
+            message = "is a published example key; it may be used only with one.base_url on loopback (the local mock)"
+            raise _rule_errors("Settings", [("audit.hmac_key", "published_key", message)])
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -547,13 +568,14 @@ def load_settings(
     *,
     config_file: Path | None = None,
     overrides: Mapping[str, object] | None = None,
-    require_secrets: bool = True,
+    required: Iterable[tuple[str, str]] = REQUIRED_SETTINGS,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Read the settings from every source (see the module docstring) and check them.
 
-    `env` replaces the process environment (tests); `require_secrets=False` lets One's address and
-    credentials and the pseudonym key be absent (the demo supplies its own).
+    `env` replaces the process environment (tests); `required` names the (section, key) settings that
+    must be present: all of `REQUIRED_SETTINGS` by default, `STATE_READER_SETTINGS` for commands that
+    only read the state store, nothing for tests of the loading itself.
     """
     environ: Mapping[str, str] = os.environ if env is None else env
     problems: list[str] = []
@@ -606,13 +628,12 @@ def load_settings(
         for source in (toml_source, secrets_source, dotenv_source, env_source):
             merged = _deep_merge(merged, source())
         merged = _deep_merge(merged, override_tree)
-        if require_secrets:
-            problems.extend(
-                f"missing required setting {section}.{key} (set {ENV_PREFIX}{section.upper()}{NESTED_DELIMITER}{key.upper()}"
-                f" or a secret file of that name, or {key} in the [{section}] table of the config file)"
-                for section, key in REQUIRED_SETTINGS
-                if not _is_present(merged, section, key)
-            )
+        problems.extend(
+            f"missing required setting {section}.{key} (set {ENV_PREFIX}{section.upper()}{NESTED_DELIMITER}{key.upper()}"
+            f" or a secret file of that name, or {key} in the [{section}] table of the config file)"
+            for section, key in required
+            if not _is_present(merged, section, key)
+        )
 
         settings: Settings | None = None
         with _sources_for((env_source, dotenv_source, secrets_source, toml_source)):

@@ -73,7 +73,7 @@ def write(path: Path, text: str) -> Path:
 
 def test_defaults_apply_when_nothing_is_configured(load: Loader) -> None:
     """With no source at all, every setting has its documented default."""
-    settings = load(require_secrets=False)
+    settings = load(required=())
     assert settings == Settings()
     assert settings.source.kind == "sql"
     assert settings.source.url.get_secret_value() == "sqlite:///var/consent.db"
@@ -102,7 +102,7 @@ def test_the_highest_source_present_wins(load: Loader, workdir: Path, highest: s
         env["FLAGSYNC_ONE__PAGE_SIZE"] = value["env"]
     if "override" in present:
         overrides["one.page_size"] = int(value["override"])
-    settings = load(env=env, overrides=overrides, require_secrets=False)
+    settings = load(env=env, overrides=overrides, required=())
     assert settings.one.page_size == int(value[highest])
 
 
@@ -110,7 +110,7 @@ def test_sources_merge_key_by_key(load: Loader, workdir: Path) -> None:
     """Different keys of one section may come from different sources."""
     write(workdir / "config" / "flagsync.toml", '[one]\nbase_url = "https://one.example"\npage_size = 20\n')
     write(workdir / "secrets" / "FLAGSYNC_ONE__CLIENT_SECRET", "from-a-file\n")
-    settings = load(env={"FLAGSYNC_ONE__CLIENT_ID": "env-client"}, overrides={"one": {"read_timeout": 5}}, require_secrets=False)
+    settings = load(env={"FLAGSYNC_ONE__CLIENT_ID": "env-client"}, overrides={"one": {"read_timeout": 5}}, required=())
     assert settings.one.base_url == "https://one.example"
     assert settings.one.page_size == 20
     assert settings.one.client_secret is not None
@@ -122,7 +122,7 @@ def test_sources_merge_key_by_key(load: Loader, workdir: Path) -> None:
 def test_secret_file_names_are_case_insensitive_and_values_stripped(load: Loader, workdir: Path) -> None:
     """A secret file may be named in lower case, and its trailing newline is not part of the secret."""
     write(workdir / "secrets" / "flagsync_audit__hmac_key", f"  {GOOD_KEY}\n")
-    settings = load(require_secrets=False)
+    settings = load(required=())
     assert settings.audit.hmac_key is not None
     assert settings.audit.hmac_key.get_secret_value() == GOOD_KEY
 
@@ -130,12 +130,12 @@ def test_secret_file_names_are_case_insensitive_and_values_stripped(load: Loader
 def test_files_without_the_prefix_in_the_secrets_directory_are_ignored(load: Loader, workdir: Path) -> None:
     """The secrets directory may hold other programs' secrets."""
     write(workdir / "secrets" / "postgres_password", "whatever\n")
-    assert load(require_secrets=False) == Settings()
+    assert load(required=()) == Settings()
 
 
 def test_missing_named_secrets_directory_is_an_error(workdir: Path) -> None:
     """FLAGSYNC_SECRETS_DIR naming a directory that does not exist stops start-up."""
-    message = config_error(lambda: load_settings(env={"FLAGSYNC_SECRETS_DIR": str(workdir / "nope")}, require_secrets=False))
+    message = config_error(lambda: load_settings(env={"FLAGSYNC_SECRETS_DIR": str(workdir / "nope")}, required=()))
     assert "FLAGSYNC_SECRETS_DIR" in message
 
 
@@ -146,7 +146,7 @@ def test_tables_and_lists_come_from_the_environment_as_json(load: Loader) -> Non
             "FLAGSYNC_SOURCE__COLUMNS": '{"person_id": "one_id"}',
             "FLAGSYNC_SOURCE__ACCEPTED_CONSENT_VERSIONS": '["v3", "v4"]',
         },
-        require_secrets=False,
+        required=(),
     )
     assert settings.source.columns == {"person_id": "one_id"}
     assert settings.source.column("person_id") == "one_id"
@@ -157,18 +157,18 @@ def test_tables_and_lists_come_from_the_environment_as_json(load: Loader) -> Non
 def test_dotenv_entries_without_the_prefix_are_ignored(load: Loader, workdir: Path) -> None:
     """A .env shared with other tools may hold their variables."""
     write(workdir / ".env", "COMPOSE_PROJECT_NAME=x\nFLAGSYNC_LOG__LEVEL=DEBUG\n")
-    assert load(require_secrets=False).log.level == "DEBUG"
+    assert load(required=()).log.level == "DEBUG"
 
 
 def test_overrides_given_as_none_are_ignored(load: Loader) -> None:
     """A command-line option that was not given (None) does not override anything."""
-    settings = load(env={"FLAGSYNC_LOG__FORMAT": "json"}, overrides={"log.format": None}, require_secrets=False)
+    settings = load(env={"FLAGSYNC_LOG__FORMAT": "json"}, overrides={"log.format": None}, required=())
     assert settings.log.format == "json"
 
 
 def test_log_level_is_case_insensitive(load: Loader) -> None:
     """log.level accepts "debug" as well as "DEBUG"."""
-    assert load(env={"FLAGSYNC_LOG__LEVEL": "debug"}, require_secrets=False).log.level == "DEBUG"
+    assert load(env={"FLAGSYNC_LOG__LEVEL": "debug"}, required=()).log.level == "DEBUG"
 
 
 def test_settings_built_directly_read_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -185,16 +185,16 @@ def test_explicit_config_file_beats_flagsync_config_and_the_default(load: Loader
     write(workdir / "config" / "flagsync.toml", "[one]\npage_size = 1\n")
     named = write(workdir / "named.toml", "[one]\npage_size = 2\n")
     explicit = write(workdir / "explicit.toml", "[one]\npage_size = 3\n")
-    assert load(require_secrets=False).one.page_size == 1
-    assert load(env={"FLAGSYNC_CONFIG": str(named)}, require_secrets=False).one.page_size == 2
-    assert load(env={"FLAGSYNC_CONFIG": str(named)}, config_file=explicit, require_secrets=False).one.page_size == 3
+    assert load(required=()).one.page_size == 1
+    assert load(env={"FLAGSYNC_CONFIG": str(named)}, required=()).one.page_size == 2
+    assert load(env={"FLAGSYNC_CONFIG": str(named)}, config_file=explicit, required=()).one.page_size == 3
 
 
 def test_flagsync_config_may_come_from_the_dotenv_file(load: Loader, workdir: Path) -> None:
     """FLAGSYNC_CONFIG in .env names the TOML file too."""
     named = write(workdir / "named.toml", "[one]\npage_size = 2\n")
     write(workdir / ".env", f"FLAGSYNC_CONFIG={named}\n")
-    assert load(require_secrets=False).one.page_size == 2
+    assert load(required=()).one.page_size == 2
 
 
 @pytest.mark.parametrize("how", ["explicit", "env"])
@@ -202,9 +202,9 @@ def test_a_named_config_file_that_does_not_exist_is_an_error(load: Loader, workd
     """A config file that was asked for but is missing stops start-up with its name."""
     missing = workdir / "missing.toml"
     if how == "explicit":
-        message = config_error(lambda: load(config_file=missing, require_secrets=False))
+        message = config_error(lambda: load(config_file=missing, required=()))
     else:
-        message = config_error(lambda: load(env={"FLAGSYNC_CONFIG": str(missing)}, require_secrets=False))
+        message = config_error(lambda: load(env={"FLAGSYNC_CONFIG": str(missing)}, required=()))
     assert "missing.toml" in message
 
 
@@ -214,7 +214,7 @@ def test_a_named_config_file_that_does_not_exist_is_an_error(load: Loader, workd
 def test_unknown_toml_key_is_named_with_its_file(load: Loader, workdir: Path) -> None:
     """A misspelt key in the TOML file stops start-up naming the file and the key."""
     path = write(workdir / "x.toml", '[one]\nbase_ulr = "https://one.example"\n[nope]\na = 1\n')
-    message = config_error(lambda: load(config_file=path, require_secrets=False))
+    message = config_error(lambda: load(config_file=path, required=()))
     assert f"unknown key in {path}: one.base_ulr" in message
     assert f"unknown key in {path}: nope" in message
     assert message.count("base_ulr") == 1
@@ -229,40 +229,40 @@ def test_unknown_environment_variable_is_named(load: Loader, name: str) -> None:
     value = "{}" if name == "FLAGSYNC_ONE" else "1"
     if name == "FLAGSYNC_ONE":
         # The whole section as JSON is a legitimate form: not unknown.
-        assert load(env={name: value}, require_secrets=False) == Settings()
+        assert load(env={name: value}, required=()) == Settings()
         return
-    message = config_error(lambda: load(env={name: value}, require_secrets=False))
+    message = config_error(lambda: load(env={name: value}, required=()))
     assert f"unknown environment variable: {name}" in message
 
 
 def test_locator_variables_and_other_programs_variables_are_not_unknown(load: Loader, workdir: Path) -> None:
     """FLAGSYNC_CONFIG, FLAGSYNC_SECRETS_DIR and variables without the prefix are accepted."""
     config = write(workdir / "c.toml", "")
-    assert load(env={"FLAGSYNC_CONFIG": str(config), "PATH": "/bin", "HOME": "/root"}, require_secrets=False) == Settings()
+    assert load(env={"FLAGSYNC_CONFIG": str(config), "PATH": "/bin", "HOME": "/root"}, required=()) == Settings()
 
 
 def test_unknown_dotenv_key_is_named(load: Loader, workdir: Path) -> None:
     """A misspelt FLAGSYNC_ name in .env stops start-up naming it."""
     write(workdir / ".env", "FLAGSYNC_LOG__LEVLE=DEBUG\n")
-    assert "unknown key in .env: FLAGSYNC_LOG__LEVLE" in config_error(lambda: load(require_secrets=False))
+    assert "unknown key in .env: FLAGSYNC_LOG__LEVLE" in config_error(lambda: load(required=()))
 
 
 def test_unknown_secret_file_is_named(load: Loader, workdir: Path) -> None:
     """A misspelt FLAGSYNC_ secret file name stops start-up naming it."""
     write(workdir / "secrets" / "FLAGSYNC_ONE__CLIENT_SECRT", "x\n")
-    assert "FLAGSYNC_ONE__CLIENT_SECRT" in config_error(lambda: load(require_secrets=False))
+    assert "FLAGSYNC_ONE__CLIENT_SECRT" in config_error(lambda: load(required=()))
 
 
 @pytest.mark.parametrize("overrides", [{"one.base_ulr": "x"}, {"one": {"base_ulr": "x"}}, {"nope.x": 1}])
 def test_unknown_override_is_named(load: Loader, overrides: dict[str, object]) -> None:
     """A command-line override naming no setting is reported."""
-    assert "unknown command-line setting" in config_error(lambda: load(overrides=overrides, require_secrets=False))
+    assert "unknown command-line setting" in config_error(lambda: load(overrides=overrides, required=()))
 
 
 def test_malformed_override_name_is_reported(load: Loader) -> None:
     """An override key that is not section.key is reported."""
     assert "malformed command-line setting name: page_size" in config_error(
-        lambda: load(overrides={"page_size": 3}, require_secrets=False)
+        lambda: load(overrides={"page_size": 3}, required=())
     )
 
 
@@ -292,8 +292,8 @@ def test_an_empty_required_value_counts_as_missing(load: Loader) -> None:
 
 
 def test_the_demo_may_run_without_credentials(load: Loader) -> None:
-    """require_secrets=False accepts missing One credentials and pseudonym key."""
-    settings = load(require_secrets=False)
+    """required=() accepts missing One credentials and pseudonym key."""
+    settings = load(required=())
     assert settings.one.base_url is None
     assert settings.audit.hmac_key is None
 
@@ -323,7 +323,7 @@ def test_the_demo_may_run_without_credentials(load: Loader) -> None:
 )
 def test_bad_values_are_named(load: Loader, env: dict[str, str], expected: str) -> None:
     """Each rule's breach is reported as "<section>.<key>: <problem>"."""
-    assert expected in config_error(lambda: load(env=env, require_secrets=False))
+    assert expected in config_error(lambda: load(env=env, required=()))
 
 
 # --- strict types (issue 6: `max_removal_fraction = true` silently switched the mass-removal guard off) -------------
@@ -355,7 +355,7 @@ def test_toml_values_of_the_wrong_type_are_refused(  # noqa: PLR0917 - pytest pa
     if (kind == "bool" and value in ("true", "false")) or (kind == "float" and value == "1.5"):
         return  # the right type: covered by the acceptance test below
     path = write(workdir / "strict.toml", f"[{section}]\n{key} = {value}\n")
-    message = config_error(lambda: load(config_file=path, require_secrets=False))
+    message = config_error(lambda: load(config_file=path, required=()))
     assert f"{section}.{key}: must be" in message
 
 
@@ -366,9 +366,9 @@ def test_environment_text_must_spell_the_value_exactly(load: Loader, section: st
     acceptable = {"bool": {"true"}, "float": {"1.0"}, "int": set()}[kind]
     env = {f"FLAGSYNC_{section.upper()}__{key.upper()}": text}
     if text in acceptable:
-        load(env=env, require_secrets=False)
+        load(env=env, required=())
         return
-    message = config_error(lambda: load(env=env, require_secrets=False))
+    message = config_error(lambda: load(env=env, required=()))
     assert f"{section}.{key}: must be" in message
 
 
@@ -376,21 +376,21 @@ def test_max_removal_fraction_true_is_refused_not_read_as_one(load: Loader, work
     """The reproduced case: `max_removal_fraction = true` stops start-up instead of disabling the guard."""
     path = write(workdir / "guard.toml", "[sync]\nmax_removal_fraction = true\nmax_removals = 50\n")
     assert "sync.max_removal_fraction: must be a number (not true/false)" in config_error(
-        lambda: load(config_file=path, require_secrets=False)
+        lambda: load(config_file=path, required=())
     )
 
 
 def test_max_concurrency_true_is_refused_not_read_as_one(load: Loader, workdir: Path) -> None:
     """The reproduced case: `max_concurrency = true` is an error, not 1."""
     path = write(workdir / "conc.toml", "[one]\nmax_concurrency = true\n")
-    assert "one.max_concurrency: must be a whole number" in config_error(lambda: load(config_file=path, require_secrets=False))
+    assert "one.max_concurrency: must be a whole number" in config_error(lambda: load(config_file=path, required=()))
 
 
 def test_well_typed_values_load_from_toml_and_text(load: Loader, workdir: Path) -> None:
     """Right-typed TOML values and exactly spelt text load; an int is fine where a number is wanted."""
     path = write(workdir / "ok.toml", "[sync]\nmax_removal_fraction = 1\nmax_removals = 3\n[one]\nallow_insecure_http = true\n")
     settings = load(
-        config_file=path, env={"FLAGSYNC_ONE__PAGE_SIZE": " 50 ", "FLAGSYNC_ONE__READ_TIMEOUT": "2.5"}, require_secrets=False
+        config_file=path, env={"FLAGSYNC_ONE__PAGE_SIZE": " 50 ", "FLAGSYNC_ONE__READ_TIMEOUT": "2.5"}, required=()
     )
     assert settings.sync.max_removal_fraction == 1.0
     assert settings.sync.max_removals == 3
@@ -418,22 +418,22 @@ def test_one_proxy_follows_the_https_rule(load: Loader, proxy: str, ok: bool) ->
     """one.proxy must be https, or plain http to loopback, with no credentials in the URL."""
     env = {"FLAGSYNC_ONE__PROXY": proxy}
     if ok:
-        assert load(env=env, require_secrets=False).one.proxy == proxy
+        assert load(env=env, required=()).one.proxy == proxy
     else:
-        message = config_error(lambda: load(env=env, require_secrets=False))
+        message = config_error(lambda: load(env=env, required=()))
         assert "one.proxy:" in message
         assert "pw" not in message
 
 
 def test_a_dot_localhost_name_is_not_loopback(load: Loader) -> None:
     """http://api.localhost is refused like any other host name: settings and gateway agree on what loopback is."""
-    message = config_error(lambda: load(env={"FLAGSYNC_ONE__BASE_URL": "http://api.localhost:8080"}, require_secrets=False))
+    message = config_error(lambda: load(env={"FLAGSYNC_ONE__BASE_URL": "http://api.localhost:8080"}, required=()))
     assert "one.base_url: plain http" in message
 
 
 def test_a_csv_source_with_a_path_is_accepted(load: Loader) -> None:
     """source.kind csv with source.path loads."""
-    settings = load(env={"FLAGSYNC_SOURCE__KIND": "csv", "FLAGSYNC_SOURCE__PATH": "export.csv"}, require_secrets=False)
+    settings = load(env={"FLAGSYNC_SOURCE__KIND": "csv", "FLAGSYNC_SOURCE__PATH": "export.csv"}, required=())
     assert settings.source.path == Path("export.csv")
 
 
@@ -464,7 +464,7 @@ def test_every_problem_is_reported_at_once(load: Loader, workdir: Path) -> None:
 )
 def test_https_anywhere_and_http_to_loopback_are_accepted(load: Loader, url: str) -> None:
     """one.base_url may be https, or plain http to a loopback address; a trailing slash is dropped."""
-    settings = load(env={"FLAGSYNC_ONE__BASE_URL": url}, require_secrets=False)
+    settings = load(env={"FLAGSYNC_ONE__BASE_URL": url}, required=())
     assert settings.one.base_url == url.rstrip("/")
 
 
@@ -472,10 +472,10 @@ def test_https_anywhere_and_http_to_loopback_are_accepted(load: Loader, url: str
 def test_plain_http_to_another_host_needs_allow_insecure_http(load: Loader, key: str) -> None:
     """Plain http off the machine is refused naming the key and the switch, and accepted with the switch."""
     env = {"FLAGSYNC_ONE__BASE_URL": "https://one.example", f"FLAGSYNC_ONE__{key}": "http://one.example"}
-    message = config_error(lambda: load(env=env, require_secrets=False))
+    message = config_error(lambda: load(env=env, required=()))
     assert f"one.{key.lower()}: plain http" in message
     assert "one.allow_insecure_http" in message
-    allowed = load(env=env | {"FLAGSYNC_ONE__ALLOW_INSECURE_HTTP": "true"}, require_secrets=False)
+    allowed = load(env=env | {"FLAGSYNC_ONE__ALLOW_INSECURE_HTTP": "true"}, required=())
     assert allowed.one.allow_insecure_http
 
 
@@ -491,7 +491,7 @@ def test_plain_http_to_another_host_needs_allow_insecure_http(load: Loader, key:
 )
 def test_malformed_one_urls_are_refused(load: Loader, url: str, problem: str) -> None:
     """one.base_url must be an http(s) URL with a host and without credentials or a query."""
-    assert f"one.base_url: {problem}" in config_error(lambda: load(env={"FLAGSYNC_ONE__BASE_URL": url}, require_secrets=False))
+    assert f"one.base_url: {problem}" in config_error(lambda: load(env={"FLAGSYNC_ONE__BASE_URL": url}, required=()))
 
 
 def test_effective_token_url_defaults_to_connect_token_under_the_base_url() -> None:
@@ -530,7 +530,7 @@ def test_error_messages_never_echo_a_value(load: Loader, env: dict[str, str]) ->
 def test_toml_syntax_errors_do_not_echo_the_line(load: Loader, workdir: Path) -> None:
     """A broken TOML file is reported by position, without the text around the fault."""
     path = write(workdir / "broken.toml", f'[one]\nclient_secret: "{CANARY}"\n')
-    message = config_error(lambda: load(config_file=path, require_secrets=False))
+    message = config_error(lambda: load(config_file=path, required=()))
     assert "broken.toml is not valid TOML" in message
     assert CANARY not in message
 
@@ -538,7 +538,7 @@ def test_toml_syntax_errors_do_not_echo_the_line(load: Loader, workdir: Path) ->
 def test_wrongly_typed_secret_in_toml_is_not_echoed(load: Loader, workdir: Path) -> None:
     """A secret given as a table or number is reported by key only."""
     path = write(workdir / "c.toml", f'[one.client_secret]\nvalue = "{CANARY}"\n[audit]\nhmac_key = 12345\n')
-    message = config_error(lambda: load(config_file=path, require_secrets=False))
+    message = config_error(lambda: load(config_file=path, required=()))
     assert "one.client_secret" in message
     assert "audit.hmac_key" in message
     assert CANARY not in message
@@ -588,7 +588,7 @@ def test_local_mock_configuration_loads_with_everything_required(load: Loader) -
 
 def test_example_configuration_loads_and_states_the_defaults(load: Loader) -> None:
     """config/flagsync.example.toml loads, and every value it sets is the default."""
-    settings = load(config_file=REPO / "config" / "flagsync.example.toml", require_secrets=False)
+    settings = load(config_file=REPO / "config" / "flagsync.example.toml", required=())
     assert settings == Settings()
 
 
