@@ -123,7 +123,8 @@ ALLOWED_KEYS: Final[frozenset[str]] = frozenset(
     }
 )
 
-#: Libraries whose own logging is raised to WARNING (at least) and passed through the privacy chain.
+#: Libraries whose own loggers are set to WARNING (at least). Every other library's records below WARNING are
+#: dropped by the handler's filter too (`_LibraryFilter`), so a library not named here cannot leak at DEBUG.
 LIBRARY_LOGGERS: Final[tuple[str, ...]] = (
     "urllib3",
     "requests",
@@ -139,7 +140,25 @@ LIBRARY_LOGGERS: Final[tuple[str, ...]] = (
     "tenacity",
     "asyncio",
     "multipart",
+    "charset_normalizer",
+    "psycopg",
+    "alembic",
 )
+
+#: Loggers whose records pass at the configured level; everyone else's need WARNING.
+_OWN_LOGGER_PREFIX: Final = "flagsync"
+
+
+class _LibraryFilter(logging.Filter):
+    """Drop standard-library records below WARNING unless they come from flagsync itself.
+
+    Even at ``log.level = "DEBUG"`` a library's chatter (a charset_normalizer DEBUG line carried a
+    person id) never reaches the output; its warnings still do, through the same privacy chain.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == _OWN_LOGGER_PREFIX or record.name.startswith(_OWN_LOGGER_PREFIX + ".")
+        return own or record.levelno >= logging.WARNING
 
 REDACTED: Final = "***"
 
@@ -392,6 +411,7 @@ def configure_logging(
     )
 
     handler = logging.StreamHandler(out)
+    handler.addFilter(_LibraryFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_log_level, structlog.stdlib.add_logger_name, timestamper],

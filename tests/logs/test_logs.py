@@ -292,6 +292,19 @@ def test_library_logging_is_raised_to_warning_and_redacted() -> None:
     assert CANARY_PERSON not in stream.getvalue()
 
 
+@pytest.mark.parametrize("name", ["charset_normalizer", "urllib3.util.retry", "some.library.nobody.named", "root"])
+def test_no_library_speaks_below_warning_even_at_debug(name: str) -> None:
+    """At log.level DEBUG, every library's DEBUG and INFO records are dropped; only flagsync's own pass."""
+    stream, lines = configure_json(level="DEBUG")
+    library = logging.getLogger() if name == "root" else logging.getLogger(name)
+    library.setLevel(logging.DEBUG)  # as a library may do to itself
+    library.debug("probing %s", CANARY_PERSON)
+    library.info("found %s", CANARY_PERSON)
+    logging.getLogger("flagsync.something").debug("our own debug line")
+    assert [line["event"] for line in lines()] == ["our own debug line"]
+    assert CANARY_PERSON not in stream.getvalue()
+
+
 def test_library_exception_tracebacks_are_not_written() -> None:
     """logging.exception in a library gives the exception type, not its traceback or message."""
     stream, lines = configure_json()
