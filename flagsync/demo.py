@@ -1,7 +1,14 @@
-"""`flagsync demo`: a guided tour for a newcomer against a One-style mock server started in-process."""
+"""`flagsync demo`: a guided tour for a newcomer against a One-style mock server started in-process.
+
+The demo can only ever talk to its own mock and write its own files: its settings are built from its
+own values alone (no environment, .env file, secrets directory or config file is read), they are
+checked against the mock's address before the first request, and a `--workdir` that holds files the
+demo did not create is refused. Its files carry names no production setting uses.
+"""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import tempfile
@@ -10,16 +17,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import requests
+from pydantic import SecretStr
 
 from flagsync.bootstrap import build_app
 from flagsync.cli import print_plan, print_report
+from flagsync.errors import ConfigError
 from flagsync.logs import configure_logging
 from flagsync.ports import RunTrigger
-from flagsync.settings import load_settings
+from flagsync.settings import AuditSettings, LogSettings, OneSettings, Settings, SourceSettings, StateSettings
 
 DEMO_CLIENT = ("flagsync-demo", "demo-secret-not-for-production")
+DEMO_HMAC_KEY = "demo-pseudonym-key-not-for-production"  # published: refused by settings unless One is on loopback
+
+#: The demo's own files. The marker lists what the demo created, so that a later run replaces only those.
+MARKER = ".flagsync-demo"
+CONSENT_DB = "demo-consent.db"
+STATE_DB = "demo-state.db"
+CONFIG = "demo.toml"
+OWN_FILES = (CONSENT_DB, STATE_DB, f"{STATE_DB}-wal", f"{STATE_DB}-shm", f"{STATE_DB}.lock", CONFIG, MARKER)
 
 # (record_id, person_id, decision, informed, consented_by, recorded_at, expires_at, case_status,
 #  then fake personal data flagsync must never read: child_name, address, date_of_birth, notes)
@@ -225,13 +243,61 @@ def _create_consent_db(path: Path) -> None:
         )
 
 
-def _write_config(workdir: Path, url: str) -> Path:
-    config = workdir / "demo.toml"
+def prepare_workdir(work: Path) -> None:
+    """Make `work` ready for the demo's files, refusing a directory that holds files the demo did not create.
+
+    An absent or empty directory is fine; so is one a previous demo left (it holds the marker), whose
+    own files are removed. Anything else is refused: `--workdir var` once replaced the production
+    consent and state databases, and a pending removal was lost that way.
+    """
+    if work.exists() and not work.is_dir():
+        raise ConfigError(f"demo --workdir {work} is not a directory")
+    present = sorted(entry.name for entry in work.iterdir()) if work.is_dir() else []
+    if present and MARKER not in present:
+        shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+        raise ConfigError(
+            f"demo --workdir {work} holds files the demo did not create ({shown}); give it an empty or new directory"
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    for name in OWN_FILES:
+        (work / name).unlink(missing_ok=True)
+    (work / MARKER).write_text(json.dumps({"created_by": "flagsync demo", "files": list(OWN_FILES)}) + "\n", encoding="utf-8")
+
+
+def demo_settings(work: Path, mock_url: str) -> Settings:
+    """The demo's settings, from its own values only: nothing from the environment, .env, secrets or config files."""
+    return Settings(
+        source=SourceSettings(kind="sql", url=SecretStr(f"sqlite:///{work / CONSENT_DB}"), table="consent_records"),
+        one=OneSettings(base_url=mock_url, client_id=DEMO_CLIENT[0], client_secret=SecretStr(DEMO_CLIENT[1])),
+        state=StateSettings(url=SecretStr(f"sqlite:///{work / STATE_DB}")),
+        audit=AuditSettings(hmac_key=SecretStr(DEMO_HMAC_KEY)),
+        log=LogSettings(level="WARNING"),
+    )
+
+
+def check_own_mock(settings: Settings, work: Path, mock_url: str) -> None:
+    """Refuse to start unless every address and file in `settings` is the demo's own (called before any request)."""
+    one, own_prefix = settings.one, f"sqlite:///{work}/"
+    problems = []
+    if one.base_url != mock_url or one.token_url is not None or one.proxy is not None:
+        problems.append("One is not the in-process mock")
+    if urlsplit(mock_url).hostname != "127.0.0.1":
+        problems.append("the mock is not on loopback")
+    for name, url in (("consent", settings.source.url), ("state", settings.state.url)):
+        if not url.get_secret_value().startswith(own_prefix):
+            problems.append(f"the {name} database is not in the demo's directory")
+    if problems:
+        raise ConfigError("demo refused to start: " + "; ".join(problems))
+
+
+def _write_config(work: Path, url: str) -> Path:
+    """A configuration file for the same mock and files, for trying other commands on the demo's data afterwards."""
+    config = work / CONFIG
     config.write_text(
-        f"""# Written by `flagsync demo`: a complete configuration for the local mock.
+        f"""# Written by `flagsync demo`: the demo's own files, and its mock of One (gone once the demo ends).
 [source]
 kind = "sql"
-url = "sqlite:///{workdir / "consent.db"}"
+url = "sqlite:///{work / CONSENT_DB}"
 table = "consent_records"
 
 [one]
@@ -240,10 +306,10 @@ client_id = "{DEMO_CLIENT[0]}"
 client_secret = "{DEMO_CLIENT[1]}"
 
 [state]
-url = "sqlite:///{workdir / "flagsync-state.db"}"
+url = "sqlite:///{work / STATE_DB}"
 
 [audit]
-hmac_key = "demo-pseudonym-key-not-for-production"
+hmac_key = "{DEMO_HMAC_KEY}"
 
 [log]
 level = "WARNING"
@@ -266,8 +332,18 @@ def _mock_server() -> Iterator[str]:
         mock.stop()
 
 
+def _control() -> requests.Session:
+    """A session for the mock's control plane that, like the gateway, ignores proxy variables and netrc."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
+_HTTP = _control()
+
+
 def _seed_one(url: str) -> None:
-    http = requests.Session()
+    http = _HTTP
     http.post(f"{url}/_mock/reset", timeout=5).raise_for_status()
     http.post(f"{url}/_mock/people", json={"people": SAMPLE_PEOPLE}, timeout=5).raise_for_status()
     for person_id, team, kind in (("P1002", "PIAS", "PIAS_WORKING_WITH_FAMILY"), ("P1001", "EHSS", "EARLY_HELP")):
@@ -276,7 +352,7 @@ def _seed_one(url: str) -> None:
 
 
 def _print_one(url: str, out: IO[str]) -> None:
-    items = requests.get(f"{url}/_mock/involvements", timeout=5).json()
+    items = _HTTP.get(f"{url}/_mock/involvements", timeout=5).json()
     items = items.get("items", items) if isinstance(items, dict) else items
     active = [i for i in items if i.get("status") == "active"]
     out.write("\nWhat One now shows (every team's active involvements):\n")
@@ -285,18 +361,18 @@ def _print_one(url: str, out: IO[str]) -> None:
 
 
 def _journal_mark(url: str) -> int:
-    entries = requests.get(f"{url}/_mock/requests", timeout=5).json()["items"]
+    entries = _HTTP.get(f"{url}/_mock/requests", timeout=5).json()["items"]
     return max((int(e["seq"]) for e in entries), default=0)
 
 
 def _requests_since(url: str, mark: int) -> str:
-    entries = requests.get(f"{url}/_mock/requests", params={"since": mark}, timeout=5).json()["items"]
+    entries = _HTTP.get(f"{url}/_mock/requests", params={"since": mark}, timeout=5).json()["items"]
     kinds = Counter(f"{e['method']} {e['path'].split('?')[0]}" for e in entries)
     return ", ".join(f"{n} x {kind}" for kind, n in sorted(kinds.items())) or "none"
 
 
 def _print_sent_bodies(url: str, out: IO[str]) -> None:
-    journal = requests.get(f"{url}/_mock/requests", timeout=5).json()
+    journal = _HTTP.get(f"{url}/_mock/requests", timeout=5).json()
     entries = journal.get("items", journal) if isinstance(journal, dict) else journal
     bodies = sorted(
         {e.get("body") or "" for e in entries if e.get("method") == "POST" and "/api/v1/people/" in e.get("path", "")}
@@ -313,15 +389,15 @@ def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
     """Run the tour; returns the exit code (0)."""
     with tempfile.TemporaryDirectory(prefix="flagsync-demo-") as tmp:
         work = Path(workdir or tmp).resolve()
-        work.mkdir(parents=True, exist_ok=True)
-        for name in ("consent.db", "flagsync-state.db"):
-            (work / name).unlink(missing_ok=True)
-        _create_consent_db(work / "consent.db")
+        prepare_workdir(work)
+        _create_consent_db(work / CONSENT_DB)
         with _mock_server() as url:
+            settings = demo_settings(work, url)
+            check_own_mock(settings, work, url)
             _seed_one(url)
-            settings = load_settings(config_file=_write_config(work, url), env={})
+            _write_config(work, url)
             configure_logging(format="console", level="ERROR", pseudonymizer=None, stream=sys.stderr)
-            out.write(WHAT_IT_SHOWS.format(url=url, db=work / "consent.db"))
+            out.write(WHAT_IT_SHOWS.format(url=url, db=work / CONSENT_DB))
             out.write("\nThe consent records (only the columns flagsync reads):\n")
             for r in SAMPLE_RECORDS:
                 out.write(
@@ -356,7 +432,7 @@ def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
             finally:
                 app.close()
         if workdir is not None:
-            out.write(f"\nThe sample consent records stay in {work / 'consent.db'} (config: {work / 'demo.toml'}).\n")
+            out.write(f"\nThe sample consent records stay in {work / CONSENT_DB} (config: {work / CONFIG}).\n")
         out.write(
             "\nNext: `flagsync-mock` runs this mock on its own for testers; `flagsync --help` lists the operator commands;"
             "\nthe README explains configuration for a real One.\n"

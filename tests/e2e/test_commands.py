@@ -42,6 +42,6 @@ def test_demo_tells_the_whole_story(tmp_path: Path) -> None:
     assert "Personal data found in any request: none" in out
     personal = {str(value) for row in SAMPLE_RECORDS for value in row[8:]}
     assert not [p for p in personal if p in out + done.stderr]
-    state = (tmp_path / "demo" / "flagsync-state.db").read_bytes()
+    state = (tmp_path / "demo" / "demo-state.db").read_bytes()
     ids = {str(row[0]) for row in SAMPLE_RECORDS} | {str(row[1]) for row in SAMPLE_RECORDS if row[1]}
     assert not [i for i in ids | personal if i.encode() in state]
