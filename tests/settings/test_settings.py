@@ -582,8 +582,9 @@ def test_local_mock_configuration_loads_with_everything_required(load: Loader) -
     assert settings.one.client_id == "flagsync-local"
     assert settings.one.client_secret is not None
     assert settings.one.client_secret.get_secret_value() == "local-secret"
-    assert settings.source.url.get_secret_value() == "sqlite:///var/consent.db"
-    assert settings.state.url.get_secret_value() == "sqlite:///var/flagsync-state.db"
+    assert settings.source.url.get_secret_value() == "sqlite:///var/demo/demo-consent.db"
+    # Its state is apart from both the demo's and the production default.
+    assert settings.state.url.get_secret_value() == "sqlite:///var/local-mock/flagsync-state.db"
 
 
 def test_example_configuration_loads_and_states_the_defaults(load: Loader) -> None:
