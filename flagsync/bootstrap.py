@@ -14,7 +14,7 @@ from flagsync.adapters.sql_source import SqlConsentSource
 from flagsync.adapters.sql_state import SqlStateStore
 from flagsync.core.model import Rules
 from flagsync.core.pseudonym import Pseudonymizer
-from flagsync.errors import ConfigError
+from flagsync.errors import ConfigError, RunInProgressError
 from flagsync.metrics import Metrics
 from flagsync.ports import ConsentSource, FlagGateway, StateStore
 from flagsync.service import SyncService
@@ -88,6 +88,17 @@ def build_rules(settings: Settings) -> Rules:
         max_removals=settings.sync.max_removals,
         max_removal_fraction=settings.sync.max_removal_fraction,
     )
+
+
+def run_in_progress(settings: Settings) -> bool:
+    """Whether some run holds the single-run lock right now (takes it for an instant if it is free)."""
+    lock = RunLock(settings.state.url.get_secret_value(), wait_seconds=0)
+    try:
+        lock.acquire()
+    except RunInProgressError:
+        return True
+    lock.release()
+    return False
 
 
 def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:

@@ -11,11 +11,15 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
+import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from flagsync.core.model import Plan, is_valid_person_id
@@ -35,6 +39,7 @@ SYNC_EXIT = {
     RunOutcome.CONVERGED: EXIT_OK,
     RunOutcome.ERROR: EXIT_ERROR,
     RunOutcome.INTERRUPTED: EXIT_ERROR,
+    RunOutcome.ABANDONED: EXIT_ERROR,
     RunOutcome.CHANGES_FAILED: EXIT_CHANGES_FAILED,
     RunOutcome.HELD: EXIT_HELD,
 }
@@ -216,6 +221,24 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_PLAN_CHANGES if plan.has_changes else EXIT_OK
 
 
+@contextmanager
+def _graceful_stop(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the run to stop (writes in flight finish, the run is recorded); a second one stops at once."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        sys.stderr.write("flagsync: stopping once the writes in flight are done (again to stop at once)\n")
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def cmd_sync(args: argparse.Namespace) -> int:
     from flagsync.bootstrap import build_app  # noqa: PLC0415 - see _setup_logging
 
@@ -224,14 +247,15 @@ def cmd_sync(args: argparse.Namespace) -> int:
     scope = _person_scope(args)
     app = build_app(settings)
     try:
-        progress = Progress(sys.stderr, sys.stderr.isatty() and not args.json)
-        report = app.service.sync(
-            trigger=RunTrigger.OPERATOR if scope is None else RunTrigger.OPERATOR_PERSON,
-            person_ids=scope,
-            dry_run=args.dry_run,
-            allow_mass_removal=args.allow_mass_removal,
-            progress=progress,
-        )
+        with _graceful_stop(app.service.stop_event):
+            progress = Progress(sys.stderr, sys.stderr.isatty() and not args.json)
+            report = app.service.sync(
+                trigger=RunTrigger.OPERATOR if scope is None else RunTrigger.OPERATOR_PERSON,
+                person_ids=scope,
+                dry_run=args.dry_run,
+                allow_mass_removal=args.allow_mass_removal,
+                progress=progress,
+            )
     finally:
         app.close()
     if args.json:
@@ -260,12 +284,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from flagsync.adapters.sql_state import SqlStateStore  # noqa: PLC0415 - see _setup_logging
-    from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
+    from flagsync.bootstrap import build_pseudonymizer, run_in_progress  # noqa: PLC0415 - see _setup_logging
 
     settings = _settings(args, required=STATE_READER_SETTINGS)
     _setup_logging(settings, args, interactive_quiet=True)
     state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
     runs = state.recent_runs(10)
+    # A run without an outcome is running only while someone holds the lock; otherwise it died unrecorded.
+    unfinished = "running" if any(r.outcome is None for r in runs) and run_in_progress(settings) else "abandoned"
     pending = state.pending_removals()
     report = state.report()
     last_full = state.last_success(RunTrigger.SCHEDULED_FULL)
@@ -279,7 +305,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "trigger": r.trigger.value,
                     "startedAt": r.started_at.isoformat(),
                     "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
-                    "outcome": r.outcome.value if r.outcome else None,
+                    "outcome": r.outcome.value if r.outcome else unfinished,
                     "counts": dict(r.counts),
                 }
                 for r in runs
@@ -308,7 +334,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 [
                     r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
                     r.trigger.value,
-                    r.outcome.value if r.outcome else "running",
+                    r.outcome.value if r.outcome else unfinished,
                     _counts_summary(r.counts),
                 ]
                 for r in runs

@@ -5,6 +5,7 @@
     ├── SourceError              the consent source cannot be read as a whole: plan no removals (exit 1)
     ├── StateError               the state store cannot be read or written (exit 1)
     ├── RunInProgressError       another run holds the single-run lock (exit 1)
+    ├── RunInterrupted           a stop was requested (signal) or the run lock was lost: end the run now (exit 1)
     └── RemoteError              One answered badly or not at all
         ├── RetriableRemoteError 429, 5xx, timeouts, dropped connections: retry later
         └── FatalRemoteError     any other 4xx: retrying the same call cannot help
@@ -40,6 +41,10 @@ class StateError(FlagsyncError):
 
 class RunInProgressError(FlagsyncError):
     """Another flagsync run holds the lock."""
+
+
+class RunInterrupted(FlagsyncError):
+    """The run must end before it finished: a stop was requested, or the single-run lock was lost."""
 
 
 class RemoteError(FlagsyncError):

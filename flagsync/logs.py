@@ -160,6 +160,7 @@ class _LibraryFilter(logging.Filter):
         own = record.name == _OWN_LOGGER_PREFIX or record.name.startswith(_OWN_LOGGER_PREFIX + ".")
         return own or record.levelno >= logging.WARNING
 
+
 REDACTED: Final = "***"
 
 _PSEUDONYM_KEYS: Final[Mapping[str, tuple[str, Callable[[Pseudonymizer, str], str]]]] = {

@@ -103,7 +103,8 @@ class RunOutcome(StrEnum):
     CHANGES_FAILED = "changes_failed"  # exit 3
     HELD = "held"  # exit 4
     ERROR = "error"  # exit 1
-    INTERRUPTED = "interrupted"  # stopped by a signal before it finished
+    INTERRUPTED = "interrupted"  # stopped by a signal (or the lost run lock) before it finished
+    ABANDONED = "abandoned"  # never recorded as finished (the process was killed); marked by the next run
 
 
 class RunTrigger(StrEnum):
@@ -166,6 +167,10 @@ class StateStore(Protocol):
     def finish_run(self, run_id: str, outcome: RunOutcome, counts: Mapping[str, int], finished_at: datetime) -> None: ...
 
     def recent_runs(self, limit: int = 10) -> list[RunRecord]: ...
+
+    def abandon_unfinished(self) -> int:
+        """Mark every run not recorded as finished as `abandoned` (call only while holding the run lock)."""
+        ...
 
     def last_success(self, trigger: RunTrigger | None = None) -> datetime | None: ...
 

@@ -7,7 +7,10 @@ Safety rules carried out here (product.md section 4):
   any read error ends the run before planning (`RunOutcome.ERROR`, nothing written);
 - a failed removal is kept as pending in the state store and retried (the daemon escalates to a
   full reconcile while any are pending); held removals stay held until the guard is released;
-- one run at a time: every writing run holds the run lock for its whole length.
+- one run at a time: every writing run holds the run lock for its whole length;
+- every confirmed change is written to the audit trail within a second (in small batches), and every
+  way a run can end - a signal, a full disk, a bug - still records the run, as `interrupted` or
+  `error`; a run that could not even do that (SIGKILL) is marked `abandoned` by the next run.
 """
 
 from __future__ import annotations
@@ -29,13 +32,24 @@ import structlog
 from flagsync.core.model import Flag, Plan, Rules, SourceItem
 from flagsync.core.planner import build_plan
 from flagsync.core.rule import Gathered, Gatherer
-from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError
+from flagsync.core.schedule import settled_removals
+from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError, RunInterrupted
 from flagsync.ports import ConsentSource, CreateOutcome, FlagGateway, RunOutcome, RunTrigger, StateStore
 
 log = structlog.get_logger("flagsync.service")
 
 #: Above this many changed people a change poll reads the whole source instead of person by person.
 PERSON_SCOPE_LIMIT = 200
+
+#: Confirmed changes are written to the audit trail at least this often, and in batches of at most this many.
+AUDIT_FLUSH_SECONDS = 1.0
+AUDIT_BATCH = 100
+
+#: At most this many confirmed changes may be waiting for the audit trail: writers wait for the trail to
+#: catch up, so that a state store that stops taking writes (a full disk) also stops the changes to One.
+MAX_UNAUDITED = 2 * AUDIT_BATCH
+
+AuditRow = tuple[str, str | None, str, str | None]  # (action, raw person id or None, outcome, reason code)
 
 
 class Phase(StrEnum):
@@ -168,8 +182,11 @@ class SyncService:
         for item in items:
             gatherer.add(item)
             count += 1
-            if progress is not None and count % 1000 == 0:
-                progress(Phase.READ_SOURCE, count, None)
+            if count % 1000 == 0:
+                if self.stop_event.is_set():
+                    raise RunInterrupted("stopped while reading the consent records")
+                if progress is not None:
+                    progress(Phase.READ_SOURCE, count, None)
         if progress is not None:
             progress(Phase.READ_SOURCE, count, count)
         return gatherer.result()
@@ -235,11 +252,25 @@ class SyncService:
     ) -> RunReport:
         started = time.monotonic()
         now = self._clock()
+        # This run holds the lock, so no other run is in progress: any run still marked running died unrecorded.
+        abandoned = self._state.abandon_unfinished()
+        if abandoned:
+            log.warning("sync.abandoned_runs_found", count=abandoned)
         run_id = self._state.start_run(trigger, now)
         # Bound as context variables, so that the gateway's events (retries) carry the run id too.
         with structlog.contextvars.bound_contextvars(run_id=run_id, trigger=trigger.value):
             report = RunReport(run_id, trigger, RunOutcome.ERROR)
-            return self._run(report, person_ids, allow_mass_removal=allow_mass_removal, progress=progress, started=started)
+            try:
+                return self._run(report, person_ids, allow_mass_removal=allow_mass_removal, progress=progress, started=started)
+            except BaseException as exc:
+                # Ctrl-C a second time, a full disk, a bug: record the run before the exception goes on.
+                report.outcome = RunOutcome.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunOutcome.ERROR
+                report.error = type(exc).__name__ if not isinstance(exc, FlagsyncError) else str(exc)
+                try:
+                    self._finish(report, started)
+                except FlagsyncError as again:
+                    log.error("sync.not_recorded", error_type=type(again).__name__, error=str(again))
+                raise
 
     def _run(
         self,
@@ -254,12 +285,21 @@ class SyncService:
         now = self._clock()
         try:
             plan = self.plan(person_ids, allow_mass_removal=allow_mass_removal, progress=progress)
+        except RunInterrupted as exc:
+            report.outcome, report.error = RunOutcome.INTERRUPTED, str(exc)
+            return self._finish(report, started)
         except FlagsyncError as exc:
             report.error = str(exc)
             log.error("sync.read_failed", error_type=type(exc).__name__, error=str(exc))
             return self._finish(report, started)
         report.plan = plan
-        self._apply(plan, report, progress)
+        assert report.run_id is not None  # a locked run always has one
+        audit = _AuditBuffer(self._state, report.run_id, self._clock)
+        audit.extend(("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held)
+        try:
+            self._apply(plan, report, progress, audit)
+        finally:
+            audit.flush()
         self._remember(plan, report, person_ids is None, now)
         if self.stop_event.is_set() and len(report.changes) < len(plan.adds) + len(plan.removes):
             report.outcome = RunOutcome.INTERRUPTED
@@ -286,13 +326,15 @@ class SyncService:
     # ------------------------------------------------------------------------------------------
     # Applying
 
-    def _apply(self, plan: Plan, report: RunReport, progress: ProgressFn | None) -> None:
+    def _apply(self, plan: Plan, report: RunReport, progress: ProgressFn | None, audit: _AuditBuffer) -> None:
         now = self._clock()
         work: list[Callable[[], ChangeResult]] = []
         for person_id in plan.adds:
             refused = self._refused.get(person_id)
             if refused is not None and refused[1] > now:
-                report.changes.append(ChangeResult("add", person_id, "person_issue", refused[0]))
+                skipped = ChangeResult("add", person_id, "person_issue", refused[0])
+                report.changes.append(skipped)
+                audit.add((skipped.action, skipped.person_id, skipped.outcome, skipped.reason))
             else:
                 # One idempotency key per planned create, reused by every retry of that create.
                 work.append(self._creator(person_id, uuid.uuid4().hex))
@@ -300,8 +342,11 @@ class SyncService:
         total = len(work)
         if progress is not None and total:
             progress(Phase.APPLY, 0, total)
-        for result in self._run_bounded(work):
+        unaudited = threading.Semaphore(MAX_UNAUDITED)
+        audit.on_written = unaudited.release
+        for result in self._run_bounded(work, unaudited):
             report.changes.append(result)
+            audit.add((result.action, result.person_id, result.outcome, result.reason), counted=True)
             if result.outcome == "person_issue":
                 self._refused[result.person_id] = (result.reason or "", now + self._person_issue_backoff)
             self._observer.change_applied(result.action, result.outcome)
@@ -309,20 +354,27 @@ class SyncService:
             if progress is not None:
                 progress(Phase.APPLY, len(report.changes), total)
 
-    def _run_bounded(self, work: Sequence[Callable[[], ChangeResult]]) -> Iterator[ChangeResult]:
+    def _run_bounded(self, work: Sequence[Callable[[], ChangeResult]], slots: threading.Semaphore) -> Iterator[ChangeResult]:
         """Run the writes on at most max_concurrency threads, yielding results as they come.
 
         Each worker takes its next write itself, so no write waits for this thread to hand it out;
-        once a stop is requested (or a write fails unexpectedly) no worker starts another.
+        once a stop is requested (or a write fails unexpectedly) no worker starts another. A worker
+        takes one of `slots` before each write; the caller gives them back as results are recorded.
         """
         jobs = iter(work)
         take = threading.Lock()
         results: queue.SimpleQueue[ChangeResult | BaseException | None] = queue.SimpleQueue()
         abort = threading.Event()
 
+        def stopping() -> bool:
+            return self.stop_event.is_set() or abort.is_set()
+
         def worker() -> None:
             try:
-                while not (self.stop_event.is_set() or abort.is_set()):
+                while not stopping():
+                    while not slots.acquire(timeout=0.1):
+                        if stopping():
+                            return
                     with take:
                         job = next(jobs, None)
                     if job is None:
@@ -393,31 +445,60 @@ class SyncService:
     # Remembering
 
     def _remember(self, plan: Plan, report: RunReport, full: bool, now: datetime) -> None:
-        """Store held and pending removals, the audit trail of flag activity and (for full runs) the report.
+        """Store held removals, settle stored ones (`settled_removals`) and, for full runs, replace the report.
 
-        Quarantined, unmatched and attention records go to the report that `status` shows, not to
-        the audit trail: they are the state of the source, not activity, and would repeat every run.
+        The audit trail is written as changes happen (`_AuditBuffer`). Quarantined, unmatched and
+        attention records go to the report that `status` shows, not to the audit trail: they are the
+        state of the source, not activity, and would repeat every run.
         """
         for flag in plan.held:
             self._state.mark_pending(flag, now, held=True)
-        if full:
-            # A full plan is complete: a stored removal that it no longer asks for (consent given
-            # again, flag gone, guard released) is settled.
-            still_due = {f.involvement_id for f in plan.held} | {
-                c.involvement_id for c in report.changes if c.action == "remove" and c.outcome == "failed"
-            }
-            for pending in self._state.pending_removals():
-                if pending.involvement_id not in still_due:
-                    self._state.clear_pending(pending.involvement_id)
-        events: list[tuple[str, str | None, str, str | None]] = [
-            (c.action, c.person_id, c.outcome, c.reason) for c in report.changes
-        ]
-        events += [("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held]
-        if events and report.run_id is not None:
-            self._state.record_events(report.run_id, events, now)
+        confirmed = [c.involvement_id for c in report.changes if c.action == "remove" and c.outcome == "ok" and c.involvement_id]
+        stored = [p.involvement_id for p in self._state.pending_removals()]
+        for involvement_id in sorted(settled_removals(stored, plan, confirmed, full=full)):
+            self._state.clear_pending(involvement_id)
         if full:
             issues = [(c.person_id, c.reason or "") for c in report.person_issues]
             self._state.replace_report(plan.quarantined, plan.unmatched, plan.attention, issues)
+
+
+class _AuditBuffer:
+    """Audit events of one run, written to the state store in small batches as they come.
+
+    A batch is written when it reaches `AUDIT_BATCH` events or `AUDIT_FLUSH_SECONDS` after the last
+    write, and at the end; so a run stopped by a signal, or a process killed, loses at most the
+    last second of its audit trail, never all of it. A failure to write (a full disk) raises, which
+    stops the run's further writes: no change is made that cannot be audited.
+    """
+
+    def __init__(self, state: StateStore, run_id: str, clock: Callable[[], datetime]) -> None:
+        self._state = state
+        self._run_id = run_id
+        self._clock = clock
+        self._rows: list[AuditRow] = []
+        self._counted = 0
+        self._written_at = time.monotonic()
+        #: Told how many `counted` rows each successful write carried (the writers' slots to give back).
+        self.on_written: Callable[[int], None] = lambda _n: None
+
+    def add(self, row: AuditRow, *, counted: bool = False) -> None:
+        self._rows.append(row)
+        self._counted += counted
+        if len(self._rows) >= AUDIT_BATCH or time.monotonic() - self._written_at >= AUDIT_FLUSH_SECONDS:
+            self.flush()
+
+    def extend(self, rows: Iterable[AuditRow]) -> None:
+        for row in rows:
+            self.add(row)
+
+    def flush(self) -> None:
+        rows, counted = self._rows, self._counted
+        self._rows, self._counted = [], 0
+        self._written_at = time.monotonic()
+        if rows:
+            self._state.record_events(self._run_id, rows, self._clock())
+        if counted:
+            self.on_written(counted)
 
 
 def _code(exc: RemoteError) -> str:

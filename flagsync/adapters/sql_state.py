@@ -198,6 +198,11 @@ class SqlStateStore:
 
         self._run("finish a run", finish)
 
+    def abandon_unfinished(self) -> int:
+        """Mark every run without an outcome as abandoned; return how many. Only a holder of the run lock may call this."""
+        stmt = update(runs).where(runs.c.outcome.is_(None)).values(outcome=RunOutcome.ABANDONED.value)
+        return self._run("mark abandoned runs", lambda conn: int(conn.execute(stmt).rowcount))
+
     def recent_runs(self, limit: int = 10) -> list[RunRecord]:
         stmt = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id).limit(limit)
         rows = self._run("read recent runs", lambda conn: conn.execute(stmt).all())

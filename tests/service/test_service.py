@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,9 +14,9 @@ from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.sql_state import SqlStateStore
 from flagsync.core.model import Decision, QuarantinedRecord, QuarantineReason, Rules, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer
-from flagsync.errors import ContractViolation, RetriableRemoteError, RunInProgressError, SourceError
-from flagsync.ports import Changes, RunOutcome, RunTrigger
-from flagsync.service import SyncService
+from flagsync.errors import ContractViolation, RetriableRemoteError, RunInProgressError, SourceError, StateError
+from flagsync.ports import Changes, CreateOutcome, RunOutcome, RunTrigger
+from flagsync.service import AUDIT_BATCH, MAX_UNAUDITED, SyncService
 from tests.core.builders import rec
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -347,3 +348,112 @@ def test_an_unexpected_error_in_a_write_stops_the_others(one: InMemoryFlagGatewa
     with pytest.raises(Boom):
         service.sync(trigger=RunTrigger.OPERATOR)
     assert calls <= 4  # at most one per worker
+
+
+# --------------------------------------------------------------------------------------------
+# Interrupted runs keep their audit trail and their record (issue 6)
+
+
+class _StopAfter(InMemoryFlagGateway):
+    """One that takes creates normally, then acts out what happens at the `after`-th one."""
+
+    def __init__(self, after: int, action: Callable[[], None]) -> None:
+        super().__init__(any_person=True)
+        self._after = after
+        self._action = action
+        self._creates = 0
+        self._counter = threading.Lock()
+
+    def create_flag(self, person_id: str, idempotency_key: str) -> CreateOutcome:
+        with self._counter:
+            self._creates += 1
+            n = self._creates
+        if n == self._after:
+            self._action()
+        return super().create_flag(person_id, idempotency_key)
+
+
+def test_a_hard_interrupt_mid_apply_keeps_every_confirmed_change_audited(state: SqlStateStore, tmp_path: Path) -> None:
+    """Ctrl-C during the writes: the run is recorded as interrupted and every flag made is in the audit trail."""
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    one = _StopAfter(30, interrupt)
+    service = make_service(ListSource([grant(f"P{n:03d}") for n in range(200)]), one, state, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        service.sync(trigger=RunTrigger.OPERATOR)
+    made = {f.person_id for f in one.flags()}
+    assert 20 <= len(made) < 200
+    audited = [e for e in state.audit_events(None, None) if e.action == "add"]
+    pseudonymizer = Pseudonymizer(b"test-key-0123456789")
+    assert {e.person for e in audited} == {pseudonymizer.person(p) for p in made}
+    assert state.recent_runs(1)[0].outcome is RunOutcome.INTERRUPTED
+
+
+def test_a_full_disk_stops_further_writes_and_keeps_what_was_written(state: SqlStateStore, tmp_path: Path) -> None:
+    """When the audit trail cannot be written, no further change is started, and the batches already written stay."""
+    one = InMemoryFlagGateway(any_person=True)
+    batches: list[int] = []
+    real = state.record_events
+
+    def record_events(run_id: str, events: Sequence[tuple[str, str | None, str, str | None]], at: datetime) -> None:
+        if len(batches) == 1:
+            raise StateError("state store failed to record audit events (OperationalError)")
+        batches.append(len(events))
+        real(run_id, events, at)
+
+    state.record_events = record_events  # type: ignore[method-assign]
+    service = make_service(ListSource([grant(f"P{n:03d}") for n in range(400)]), one, state, tmp_path)
+    with pytest.raises(StateError):
+        service.sync(trigger=RunTrigger.OPERATOR)
+    assert batches == [AUDIT_BATCH]
+    assert len(state.audit_events(None, None)) == AUDIT_BATCH
+    # The writes stopped: at most the unaudited window (the batch that failed and the next) went ahead.
+    assert len(one.flags()) <= AUDIT_BATCH + MAX_UNAUDITED
+    assert state.recent_runs(1)[0].outcome is RunOutcome.ERROR
+
+
+def test_audit_events_are_written_while_the_run_goes_on(state: SqlStateStore, tmp_path: Path) -> None:
+    """Confirmed changes reach the audit trail in batches during the run, not only when it ends."""
+    seen: list[int] = []
+
+    def look() -> None:
+        seen.append(len(state.audit_events(None, None)))
+
+    one = _StopAfter(350, look)
+    service = make_service(ListSource([grant(f"P{n:03d}") for n in range(400)]), one, state, tmp_path)
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert seen and seen[0] >= 350 - MAX_UNAUDITED - AUDIT_BATCH
+    assert len(state.audit_events(None, None)) == 400
+
+
+def test_a_run_killed_without_a_record_is_marked_abandoned_by_the_next(
+    one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path
+) -> None:
+    """A run left without an outcome (SIGKILL) is abandoned once another run holds the lock."""
+    killed = state.start_run(RunTrigger.OPERATOR, NOW)
+    service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
+    service.sync(trigger=RunTrigger.OPERATOR)
+    outcomes = {r.run_id: r.outcome for r in state.recent_runs()}
+    assert outcomes[killed] is RunOutcome.ABANDONED
+    assert RunOutcome.CONVERGED in outcomes.values()
+
+
+def test_a_stop_while_reading_ends_the_run_as_interrupted(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """A stop requested while a large source is read ends the run before planning, recorded as interrupted."""
+    service = make_service(ListSource([grant(f"P{n:05d}") for n in range(5000)]), one, state, tmp_path)
+
+    class Reading(ListSource):
+        def read_all(self, now: datetime) -> Iterator[SourceItem]:
+            for n, item in enumerate(super().read_all(now)):
+                if n == 1500:
+                    service.stop_event.set()
+                yield item
+
+    service._source = Reading([grant(f"P{n:05d}") for n in range(5000)])
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.INTERRUPTED
+    assert report.plan is None
+    assert one.flags() == []

@@ -261,9 +261,7 @@ def test_unknown_override_is_named(load: Loader, overrides: dict[str, object]) -
 
 def test_malformed_override_name_is_reported(load: Loader) -> None:
     """An override key that is not section.key is reported."""
-    assert "malformed command-line setting name: page_size" in config_error(
-        lambda: load(overrides={"page_size": 3}, required=())
-    )
+    assert "malformed command-line setting name: page_size" in config_error(lambda: load(overrides={"page_size": 3}, required=()))
 
 
 # --- required settings ----------------------------------------------------------------------------------------------
@@ -389,9 +387,7 @@ def test_max_concurrency_true_is_refused_not_read_as_one(load: Loader, workdir: 
 def test_well_typed_values_load_from_toml_and_text(load: Loader, workdir: Path) -> None:
     """Right-typed TOML values and exactly spelt text load; an int is fine where a number is wanted."""
     path = write(workdir / "ok.toml", "[sync]\nmax_removal_fraction = 1\nmax_removals = 3\n[one]\nallow_insecure_http = true\n")
-    settings = load(
-        config_file=path, env={"FLAGSYNC_ONE__PAGE_SIZE": " 50 ", "FLAGSYNC_ONE__READ_TIMEOUT": "2.5"}, required=()
-    )
+    settings = load(config_file=path, env={"FLAGSYNC_ONE__PAGE_SIZE": " 50 ", "FLAGSYNC_ONE__READ_TIMEOUT": "2.5"}, required=())
     assert settings.sync.max_removal_fraction == 1.0
     assert settings.sync.max_removals == 3
     assert settings.one.allow_insecure_http is True
