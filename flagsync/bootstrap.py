@@ -16,7 +16,7 @@ from flagsync.core.model import Rules
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import ConfigError, RunInProgressError
 from flagsync.metrics import Metrics
-from flagsync.ports import ConsentSource, FlagGateway, StateStore
+from flagsync.ports import ConsentSource, FlagGateway, RunFence, StateStore
 from flagsync.service import SyncService
 from flagsync.settings import Settings
 
@@ -32,7 +32,7 @@ class App:
     state: StateStore
     metrics: Metrics
     service: SyncService
-    lock: Callable[[], AbstractContextManager[object]]
+    lock: Callable[[], AbstractContextManager[RunFence]]
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -110,7 +110,7 @@ def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
     state_url = settings.state.url.get_secret_value()
     state = SqlStateStore(state_url, pseudonymizer)
 
-    def lock() -> AbstractContextManager[object]:
+    def lock() -> AbstractContextManager[RunFence]:
         return RunLock(state_url, wait_seconds=lock_wait_seconds)
 
     service = SyncService(

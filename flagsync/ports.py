@@ -95,6 +95,18 @@ class FlagGateway(Protocol):
 
 
 # --------------------------------------------------------------------------------------------
+# The single-run lock
+
+
+class RunFence(Protocol):
+    """What a run holding the single-run lock can ask of it while it writes."""
+
+    def check(self) -> None:
+        """Raise `RunInterrupted` once the lock is no longer this run's (its connection dropped, its file went)."""
+        ...
+
+
+# --------------------------------------------------------------------------------------------
 # State store
 
 

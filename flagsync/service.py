@@ -34,7 +34,7 @@ from flagsync.core.planner import build_plan
 from flagsync.core.rule import Gathered, Gatherer
 from flagsync.core.schedule import settled_removals
 from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError, RunInterrupted
-from flagsync.ports import ConsentSource, CreateOutcome, FlagGateway, RunOutcome, RunTrigger, StateStore
+from flagsync.ports import ConsentSource, CreateOutcome, FlagGateway, RunFence, RunOutcome, RunTrigger, StateStore
 
 log = structlog.get_logger("flagsync.service")
 
@@ -138,7 +138,7 @@ class SyncService:
         state: StateStore,
         rules: Rules,
         max_concurrency: int = 8,
-        lock: Callable[[], AbstractContextManager[object]] | None = None,
+        lock: Callable[[], AbstractContextManager[RunFence]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         observer: RunObserver | None = None,
         person_issue_backoff: timedelta = timedelta(hours=1),
@@ -148,7 +148,7 @@ class SyncService:
         self._state = state
         self._rules = rules
         self._max_concurrency = max(1, max_concurrency)
-        self._lock = lock or nullcontext
+        self._lock = lock or (lambda: nullcontext(_NO_FENCE))
         self._clock = clock
         self._observer = observer or RunObserver()
         self.stop_event = threading.Event()
@@ -233,8 +233,8 @@ class SyncService:
         """
         if dry_run:
             return self._dry_run(trigger, person_ids, allow_mass_removal, progress)
-        with self._lock():
-            return self._locked_sync(trigger, person_ids, allow_mass_removal, progress)
+        with self._lock() as fence:
+            return self._locked_sync(trigger, person_ids, allow_mass_removal, progress, fence)
 
     def _dry_run(
         self, trigger: RunTrigger, person_ids: frozenset[str] | None, allow_mass_removal: bool, progress: ProgressFn | None
@@ -248,7 +248,12 @@ class SyncService:
         return RunReport(None, trigger, outcome, plan=plan, dry_run=True, duration_s=time.monotonic() - started)
 
     def _locked_sync(
-        self, trigger: RunTrigger, person_ids: frozenset[str] | None, allow_mass_removal: bool, progress: ProgressFn | None
+        self,
+        trigger: RunTrigger,
+        person_ids: frozenset[str] | None,
+        allow_mass_removal: bool,
+        progress: ProgressFn | None,
+        fence: RunFence,
     ) -> RunReport:
         started = time.monotonic()
         now = self._clock()
@@ -261,7 +266,9 @@ class SyncService:
         with structlog.contextvars.bound_contextvars(run_id=run_id, trigger=trigger.value):
             report = RunReport(run_id, trigger, RunOutcome.ERROR)
             try:
-                return self._run(report, person_ids, allow_mass_removal=allow_mass_removal, progress=progress, started=started)
+                return self._run(
+                    report, person_ids, allow_mass_removal=allow_mass_removal, progress=progress, started=started, fence=fence
+                )
             except BaseException as exc:
                 # Ctrl-C a second time, a full disk, a bug: record the run before the exception goes on.
                 report.outcome = RunOutcome.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunOutcome.ERROR
@@ -280,6 +287,7 @@ class SyncService:
         allow_mass_removal: bool,
         progress: ProgressFn | None,
         started: float,
+        fence: RunFence,
     ) -> RunReport:
         log.info("sync.started")
         now = self._clock()
@@ -295,9 +303,17 @@ class SyncService:
         report.plan = plan
         assert report.run_id is not None  # a locked run always has one
         audit = _AuditBuffer(self._state, report.run_id, self._clock)
-        audit.extend(("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held)
         try:
-            self._apply(plan, report, progress, audit)
+            fence.check()  # the read may have taken a while: write nothing if the lock went meanwhile
+            audit.extend(("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held)
+            self._apply(plan, report, progress, audit, fence)
+        except RunInterrupted as exc:
+            # The lock is gone, so another run may be writing now: stop, record this run, and store nothing
+            # else (settling pending removals from this run's plan could undo what the other run stored).
+            audit.flush()
+            report.outcome, report.error = RunOutcome.INTERRUPTED, str(exc)
+            log.error("sync.lock_lost", error_type=type(exc).__name__, error=str(exc))
+            return self._finish(report, started)
         finally:
             audit.flush()
         self._remember(plan, report, person_ids is None, now)
@@ -326,7 +342,7 @@ class SyncService:
     # ------------------------------------------------------------------------------------------
     # Applying
 
-    def _apply(self, plan: Plan, report: RunReport, progress: ProgressFn | None, audit: _AuditBuffer) -> None:
+    def _apply(self, plan: Plan, report: RunReport, progress: ProgressFn | None, audit: _AuditBuffer, fence: RunFence) -> None:
         now = self._clock()
         work: list[Callable[[], ChangeResult]] = []
         for person_id in plan.adds:
@@ -344,7 +360,7 @@ class SyncService:
             progress(Phase.APPLY, 0, total)
         unaudited = threading.Semaphore(MAX_UNAUDITED)
         audit.on_written = unaudited.release
-        for result in self._run_bounded(work, unaudited):
+        for result in self._run_bounded(work, unaudited, fence):
             report.changes.append(result)
             audit.add((result.action, result.person_id, result.outcome, result.reason), counted=True)
             if result.outcome == "person_issue":
@@ -354,12 +370,15 @@ class SyncService:
             if progress is not None:
                 progress(Phase.APPLY, len(report.changes), total)
 
-    def _run_bounded(self, work: Sequence[Callable[[], ChangeResult]], slots: threading.Semaphore) -> Iterator[ChangeResult]:
+    def _run_bounded(
+        self, work: Sequence[Callable[[], ChangeResult]], slots: threading.Semaphore, fence: RunFence
+    ) -> Iterator[ChangeResult]:
         """Run the writes on at most max_concurrency threads, yielding results as they come.
 
         Each worker takes its next write itself, so no write waits for this thread to hand it out;
         once a stop is requested (or a write fails unexpectedly) no worker starts another. A worker
-        takes one of `slots` before each write; the caller gives them back as results are recorded.
+        takes one of `slots` before each write (the caller gives them back as results are recorded)
+        and checks the `fence` (a lost run lock raises RunInterrupted, which ends every worker).
         """
         jobs = iter(work)
         take = threading.Lock()
@@ -379,6 +398,7 @@ class SyncService:
                         job = next(jobs, None)
                     if job is None:
                         return
+                    fence.check()
                     results.put(job())
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
                 abort.set()
@@ -499,6 +519,16 @@ class _AuditBuffer:
             self._state.record_events(self._run_id, rows, self._clock())
         if counted:
             self.on_written(counted)
+
+
+class _NoFence:
+    """The fence of a service built without a run lock (tests of one process): never lost."""
+
+    def check(self) -> None:
+        """Nothing to check."""
+
+
+_NO_FENCE = _NoFence()
 
 
 def _code(exc: RemoteError) -> str:

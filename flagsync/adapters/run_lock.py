@@ -3,6 +3,13 @@
 Held for the whole of a writing run, so that a daemon, an operator's `flagsync sync` and a second
 replica never write at the same time. Whoever cannot take it within `wait_seconds` gets
 `RunInProgressError`.
+
+Fencing: a lock can be lost while held - the PostgreSQL connection holding a session-level advisory
+lock drops (the server ends the session and the lock with it), or the lock file is deleted. The run
+calls `check()` before each write; it asks the backend at most every `FENCE_INTERVAL_SECONDS` whether
+the lock is still its own and raises `RunInterrupted` once it is not, so a run that lost its lock
+stops writing within about that interval. The lock connection uses TCP keepalives (client and server
+side), so a silently dead network path is noticed in well under a minute rather than hours.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from flagsync.adapters.sql_state import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, parse_state_url, sqlite_file_path
-from flagsync.errors import RunInProgressError, StateError
+from flagsync.errors import RunInProgressError, RunInterrupted, StateError
 
 #: The session-level advisory lock key every flagsync replica agrees on: the first 8 bytes of SHA-256("flagsync").
 ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"flagsync").digest()[:8], "big", signed=True)
@@ -31,12 +38,31 @@ ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"flagsync").digest()[:8], "bi
 POLL_INTERVAL_SECONDS = 0.1
 
 IN_PROGRESS_MESSAGE = "another flagsync run is in progress"
+LOST_MESSAGE = "the single-run lock was lost (its database connection dropped, or the lock file was removed)"
+
+#: How often `check()` asks the backend whether the lock is still held (at most).
+FENCE_INTERVAL_SECONDS = 0.5
+
+#: libpq connection settings for the lock's own connection: client-side keepalives, a cap on unacknowledged
+#: sends, server-side keepalives (so the server drops a dead client's session, and its lock, quickly), and a
+#: name that shows in pg_stat_activity.
+_LOCK_CONNECTION_ARGS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+    "application_name": "flagsync-run-lock",
+    "options": "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
+}
 
 
 class _Backend(Protocol):
     def acquire(self, wait_seconds: float) -> bool: ...
 
     def release(self) -> None: ...
+
+    def still_held(self) -> bool: ...
 
 
 class RunLock:
@@ -52,11 +78,25 @@ class RunLock:
         url = parse_state_url(state_url)
         self._backend: _Backend = _AdvisoryLock(url) if url.get_backend_name() == "postgresql" else _FileLock(lock_file_for(url))
         self._held = False
+        self._lost = False
+        self._checked_at = 0.0
         self._guard = threading.Lock()
 
     @property
     def held(self) -> bool:
         return self._held
+
+    def check(self) -> None:
+        """Raise `RunInterrupted` if the lock is no longer this holder's (asks the backend at most every 0.5 s)."""
+        with self._guard:
+            if not self._held:
+                raise RuntimeError("this RunLock is not held")
+            now = time.monotonic()
+            if not self._lost and now - self._checked_at >= FENCE_INTERVAL_SECONDS:
+                self._checked_at = now
+                self._lost = not self._backend.still_held()
+            if self._lost:
+                raise RunInterrupted(LOST_MESSAGE)
 
     def acquire(self) -> None:
         """Take the lock within `wait_seconds`, or raise `RunInProgressError` (`StateError` if PostgreSQL is unreachable)."""
@@ -65,15 +105,7 @@ class RunLock:
                 raise RuntimeError("this RunLock is already held")
             if not self._backend.acquire(self._wait_seconds):
                 raise RunInProgressError(IN_PROGRESS_MESSAGE)
-            self._held = True
-
-    def try_acquire(self) -> bool:
-        """Take the lock if it is free right now, without waiting; say whether it was taken."""
-        with self._guard:
-            if self._held:
-                raise RuntimeError("this RunLock is already held")
-            self._held = self._backend.acquire(0)
-            return self._held
+            self._held, self._lost, self._checked_at = True, False, time.monotonic()
 
     def release(self) -> None:
         """Give the lock back; releasing a lock not held does nothing."""
@@ -104,11 +136,13 @@ class _FileLock:
         self._path = path
         # thread_local=False: the holder may release from another thread (a daemon's job vs its shutdown).
         self._lock = filelock.FileLock(path, thread_local=False, mode=PRIVATE_FILE_MODE)
+        self._identity: tuple[int, int] | None = None
 
     def acquire(self, wait_seconds: float) -> bool:
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
             self._lock.acquire(timeout=wait_seconds)
+            self._identity = _file_identity(self._path)
         except filelock.Timeout:
             return False
         except OSError as exc:
@@ -117,6 +151,14 @@ class _FileLock:
 
     def release(self) -> None:
         self._lock.release()
+        self._identity = None
+
+    def still_held(self) -> bool:
+        """Held by us, and the lock file is still the one we locked (not removed, not replaced by another)."""
+        try:
+            return self._lock.is_locked and self._identity is not None and _file_identity(self._path) == self._identity
+        except OSError:
+            return False
 
 
 class _AdvisoryLock:
@@ -130,7 +172,7 @@ class _AdvisoryLock:
     def acquire(self, wait_seconds: float) -> bool:
         deadline = time.monotonic() + wait_seconds
         try:
-            self._engine = create_engine(self._url, hide_parameters=True, poolclass=NullPool)
+            self._engine = create_engine(self._url, hide_parameters=True, poolclass=NullPool, connect_args=_LOCK_CONNECTION_ARGS)
             self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             while True:
                 taken = self._conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}).scalar_one()
@@ -147,6 +189,20 @@ class _AdvisoryLock:
         except BaseException:
             self._close()
             raise
+
+    def still_held(self) -> bool:
+        """Whether this session still holds the advisory lock; a dropped connection means it does not."""
+        if self._conn is None:
+            return False
+        query = text(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
+            " AND classid = :hi AND objid = :lo AND objsubid = 1)"
+        )
+        key = ADVISORY_LOCK_KEY & 0xFFFFFFFFFFFFFFFF
+        try:
+            return bool(self._conn.execute(query, {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar_one())
+        except SQLAlchemyError:
+            return False
 
     def release(self) -> None:
         try:
@@ -168,6 +224,11 @@ class _AdvisoryLock:
         finally:
             if engine is not None:
                 engine.dispose()
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    found = path.stat()
+    return found.st_dev, found.st_ino
 
 
 def _error_name(exc: SQLAlchemyError) -> str:

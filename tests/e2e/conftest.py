@@ -127,6 +127,8 @@ class E2E:
     runs: list[Run] = field(default_factory=list)
     #: Output that is log output (stderr of commands; stdout of the daemon): no raw ids allowed.
     log_text: list[str] = field(default_factory=list)
+    #: Set (then `write_config()`) to keep the state store elsewhere, e.g. in PostgreSQL.
+    state_url_override: str | None = None
     _next_record: int = 0
 
     def __post_init__(self) -> None:
@@ -144,7 +146,7 @@ class E2E:
 
     @property
     def state_url(self) -> str:
-        return f"sqlite:///{self.state_dir / 'flagsync-state.db'}"
+        return self.state_url_override or f"sqlite:///{self.state_dir / 'flagsync-state.db'}"
 
     def write_config(
         self,

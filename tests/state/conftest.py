@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import NullPool
 
 from flagsync.adapters.sql_state import SqlStateStore
 from flagsync.core.pseudonym import Pseudonymizer
-from tests.postgres import unavailable as postgres_unavailable
-
-PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+from tests.postgres import temporary_database
 
 KEY = b"test-pseudonym-key"
 
@@ -28,20 +22,8 @@ def pseudonymizer() -> Pseudonymizer:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A uniquely named PostgreSQL database, dropped (connections and all) afterwards."""
-    name = "flagsync_state_" + uuid.uuid4().hex[:12]
-    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        admin.dispose()
-        postgres_unavailable()
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temporary_database("flagsync_state_") as url:
+        yield url
 
 
 @pytest.fixture

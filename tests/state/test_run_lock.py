@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from flagsync.adapters import run_lock
 from flagsync.adapters.run_lock import ADVISORY_LOCK_KEY, IN_PROGRESS_MESSAGE, RunLock, lock_file_for
-from flagsync.errors import RunInProgressError, StateError
+from flagsync.errors import RunInProgressError, RunInterrupted, StateError
 
 #: A short wait keeps the tests quick; nothing asserts on how long anything took.
 SHORT_WAIT = 0.2
@@ -85,19 +86,18 @@ def test_released_lock_can_be_taken_again(lock_url: str) -> None:
         assert first.held
 
 
-def test_try_acquire_never_waits_and_says_whether_it_got_the_lock(lock_url: str) -> None:
-    """try_acquire answers False while the lock is held elsewhere and True once it is free (the daemon's skip-a-cycle use)."""
-    holder = RunLock(lock_url)
-    assert holder.try_acquire()
-    other = RunLock(lock_url)
-    outcome: list[bool] = []
+def test_a_zero_wait_never_waits_and_says_whether_it_got_the_lock(lock_url: str) -> None:
+    """With wait_seconds=0 a held lock is refused at once, and a free one taken (the daemon's skip-a-cycle use)."""
+    holder = RunLock(lock_url, wait_seconds=0)
+    holder.acquire()
+    other = RunLock(lock_url, wait_seconds=0)
 
-    assert _in_thread(lambda: outcome.append(other.try_acquire())) is None
-    assert outcome == [False]
+    assert isinstance(_in_thread(other.acquire), RunInProgressError)
     assert not other.held
 
     holder.release()
-    assert other.try_acquire()
+    other.acquire()
+    assert other.held
     other.release()
 
 
@@ -232,3 +232,79 @@ def test_negative_wait_is_refused() -> None:
     """A negative wait is a programming error."""
     with pytest.raises(ValueError, match="negative"):
         RunLock("sqlite://", wait_seconds=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Fencing (issue 6): a lock lost while held stops the holder's writes
+
+
+def test_check_passes_while_the_lock_is_held(lock_url: str) -> None:
+    """A holder that still has its lock passes `check()` as often as it likes."""
+    with RunLock(lock_url, wait_seconds=0) as lock:
+        for _ in range(3):
+            lock.check()
+
+
+def test_a_removed_lock_file_counts_as_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the lock file is deleted (another holder could now lock a new one), `check()` raises RunInterrupted."""
+    monkeypatch.setattr(run_lock, "FENCE_INTERVAL_SECONDS", 0.0)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    with RunLock(url, wait_seconds=0) as lock:
+        lock.check()
+        lock_file_for(make_url(url)).unlink()
+        with pytest.raises(RunInterrupted):
+            lock.check()
+
+
+@pytest.mark.postgres
+def test_a_terminated_lock_session_counts_as_lost(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the server ends the session holding the advisory lock, `check()` raises RunInterrupted and another can lock."""
+    monkeypatch.setattr(run_lock, "FENCE_INTERVAL_SECONDS", 0.0)
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with RunLock(pg_url, wait_seconds=0) as lock:
+            lock.check()
+            with admin.connect() as conn:
+                pids = (
+                    conn.execute(
+                        text(
+                            "SELECT pid FROM pg_stat_activity"
+                            " WHERE application_name = 'flagsync-run-lock' AND datname = current_database()"
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+                assert len(pids) == 1
+                conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pids[0]})
+            with pytest.raises(RunInterrupted):
+                lock.check()
+            with RunLock(pg_url, wait_seconds=5):
+                pass  # the lock really is free for someone else now
+    finally:
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_the_lock_connection_uses_keepalives(pg_url: str) -> None:
+    """The advisory lock's connection has server-side TCP keepalives set, so a dead client loses its lock quickly."""
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        with RunLock(pg_url, wait_seconds=0), admin.connect() as conn:
+            row = conn.execute(
+                text(
+                    "SELECT s.application_name FROM pg_stat_activity s JOIN pg_locks l ON l.pid = s.pid"
+                    " WHERE l.locktype = 'advisory' AND s.datname = current_database()"
+                )
+            ).one()
+            assert row.application_name == "flagsync-run-lock"
+        lock = RunLock(pg_url, wait_seconds=0)
+        lock.acquire()
+        backend = lock._backend
+        assert isinstance(backend, run_lock._AdvisoryLock) and backend._conn is not None
+        assert backend._conn.execute(text("SHOW tcp_keepalives_idle")).scalar_one() == "10"
+        raw = backend._conn.connection.dbapi_connection
+        assert raw is not None and raw.info.get_parameters().get("application_name") == "flagsync-run-lock"  # type: ignore[attr-defined]
+        lock.release()
+    finally:
+        admin.dispose()
