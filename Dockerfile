@@ -14,6 +14,7 @@ USER flagsync
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 \
     FLAGSYNC_LOG__FORMAT=json \
+    FLAGSYNC_DAEMON__HTTP_HOST=0.0.0.0 \
     FLAGSYNC_DAEMON__HTTP_PORT=9108
 EXPOSE 9108
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
