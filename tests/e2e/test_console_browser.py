@@ -258,6 +258,70 @@ def test_console_shows_a_spent_rule_as_spent_live(e2e: E2E, console: Console) ->
     expect(console.page.locator("#rules-live tr[data-rule].spent")).to_have_count(1)
 
 
+def test_console_fault_forms_set_every_option(e2e: E2E, console: Console) -> None:
+    """Each field of the rule and settings forms reaches its own control-plane option, and the buttons remove them again."""
+    console.open()
+    console.submit(
+        "rule-form",
+        method="DELETE",
+        path="/api/v1/involvements/*",
+        status="504",
+        code="GATEWAY_TIMEOUT",
+        retryAfter="2",
+        probability="0.25",
+        times="3",
+        latencyMs="150",
+        afterCommit=True,
+        dropConnection=True,
+    )
+    expect(console.page.locator("#rules-live tr[data-rule]")).to_have_count(1)
+    [rule] = e2e.fault_state()["rules"]
+    assert rule["rule"] == {
+        "method": "DELETE",
+        "path": "/api/v1/involvements/*",
+        "status": 504,
+        "code": "GATEWAY_TIMEOUT",
+        "retryAfter": 2,
+        "probability": 0.25,
+        "times": 3,
+        "afterCommit": True,
+        "latencyMs": 150,
+        "dropConnection": True,
+    }
+    expect(console.page.locator("#rule-form [name=path]")).to_have_value("")  # the form is ready for the next rule
+
+    settings = console.page.locator("#settings-form")
+    for name, value in [
+        ("seed", "42"),
+        ("rateLimit.perSecond", "7.5"),
+        ("rateLimit.burst", "9"),
+        ("tokenTtlSeconds", "120"),
+        ("listingDelaySeconds", "1.5"),
+    ]:
+        settings.locator(f"[name='{name}']").fill(value)
+    settings.locator("button[type=submit]").click()
+    expect(console.page.locator("#notice")).to_have_text("Fault settings applied.")
+    state = e2e.fault_state()
+    assert (state["seed"], state["rateLimit"], state["tokenTtlSeconds"], state["listingDelaySeconds"]) == (
+        42,
+        {"perSecond": 7.5, "burst": 9},
+        120,
+        1.5,
+    )
+    assert state["rules"][0]["id"] == rule["id"]  # the settings left the rule alone
+
+    console.page.locator("button[data-clear-rate-limit]").click()
+    expect(console.page.locator("#notice")).to_have_text("Rate limit removed.")
+    assert e2e.fault_state()["rateLimit"] is None
+    expect(settings.locator("[name='rateLimit.perSecond']")).to_have_value("")
+
+    console.page.locator(f'button[data-remove-rule="{rule["id"]}"]').click()
+    expect(console.page.locator("#rules-live tr[data-rule]")).to_have_count(0)
+    console.page.locator("button[data-clear-faults]").click()
+    expect(console.page.locator("#notice")).to_have_text("Every fault cleared.")
+    assert e2e.fault_state() == {"seed": 11, "rules": [], "rateLimit": None, "tokenTtlSeconds": 3600, "listingDelaySeconds": 0.0}
+
+
 def test_console_forms_show_the_control_planes_refusal_and_apply_nothing(e2e: E2E, console: Console) -> None:
     """Bad input in each form shows the control plane's own message, marks the field, and changes nothing in the mock."""
     console.open()
