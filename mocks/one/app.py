@@ -22,10 +22,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mocks.one import schemas
-from mocks.one.core import ALL_SCOPES, IDEMPOTENCY_KEY_RE, PERSON_ID_RE, ClientCredential, MockCore, Principal
+from mocks.one.core import ALL_SCOPES, IDEMPOTENCY_KEY_RE, PERSON_ID_RE, ClientCredential, JournalQuery, MockCore, Principal
 from mocks.one.errors import DEFAULT_CODES, ApiError, envelope_bytes
 from mocks.one.middleware import ASGIApp, MockMiddleware, correlation_id_of
-from mocks.one.tester_page import render_tester_page
+from mocks.one.tester_page import DEFAULT_ROWS, MAX_ROWS, PAGE_PARAMETERS, render_tester_page
 
 _log = logging.getLogger(__name__)
 
@@ -48,9 +48,11 @@ def _auth(request: Request, scope: str) -> Principal:
     return _core(request).authenticate(request.headers.get("authorization"), scope)
 
 
-def _query(request: Request, allowed: Sequence[str]) -> dict[str, str]:
+def _query(request: Request, allowed: Sequence[str], *, drop_blank: bool = False) -> dict[str, str]:
     """Return the query parameters, refusing unknown or repeated ones (names only in the error, never values)."""
     pairs = parse_qsl(request.url.query, keep_blank_values=True)
+    if drop_blank:
+        pairs = [(name, value) for name, value in pairs if value != ""]
     names = [name for name, _ in pairs]
     unknown = sorted({name for name in names if name not in allowed})
     repeated = sorted({name for name in names if names.count(name) > 1})
@@ -118,7 +120,12 @@ def _validated(model: type[ModelT], data: Mapping[str, Any]) -> ModelT:
         if unknown:
             raise ApiError(422, "UNKNOWN_FIELD", details={"fields": sorted(set(unknown))[:50]}) from None
         fields = sorted({_field_path(problem["loc"]) for problem in problems})[:50]
-        raise ApiError(422, "VALIDATION_FAILED", details={"fields": fields}) from None
+        # Pydantic's messages name the rule broken (a bound, a pattern, the allowed values), never the value given.
+        described = [
+            {"field": _field_path(problem["loc"]), "message": problem["msg"].removeprefix("Value error, ")}
+            for problem in problems[:50]
+        ]
+        raise ApiError(422, "VALIDATION_FAILED", details={"fields": fields, "problems": described}) from None
 
 
 def _json(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
@@ -215,7 +222,17 @@ def create_app(core: MockCore) -> ASGIApp:
     _install_one_api(app)
     _install_control_plane(app)
     _install_pages(app)
-    _install_openapi(app, [schemas.InvolvementCreate, schemas.PeopleSeed, schemas.DirectInvolvement, schemas.FaultConfig])
+    _install_openapi(
+        app,
+        [
+            schemas.InvolvementCreate,
+            schemas.PeopleSeed,
+            schemas.DirectInvolvement,
+            schemas.FaultConfig,
+            schemas.FaultSettings,
+            schemas.FaultRule,
+        ],
+    )
     return MockMiddleware(app, core)
 
 
@@ -592,18 +609,12 @@ def _install_control_plane(app: FastAPI) -> None:
         summary="The request journal, oldest first",
         response_model=None,
         responses={200: {"model": schemas.Journal, "description": "Journal records"}, **_errors(400)},
-        openapi_extra={
-            "parameters": [
-                _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000}, description="Only the latest N."),
-                _param("since", "query", {"type": "integer", "minimum": 0}, description="Only records with seq > since."),
-            ]
-        },
+        openapi_extra={"parameters": _JOURNAL_PARAMETERS},
     )
     async def journal(request: Request) -> Response:
-        query = _query(request, ("limit", "since"))
-        limit = _bounded_int(query.get("limit"), "limit", 1, 10_000)
-        since = _bounded_int(query.get("since"), "since", 0, 2**62) or 0
-        return _json({"items": _core(request).journal(limit, since)})
+        query = journal_query(_query(request, JOURNAL_QUERY_NAMES), default_limit=None)
+        page = _core(request).journal_page(query)
+        return _json({"items": page.items, "matched": page.matched, "nextBefore": page.older_before})
 
     @app.post(
         "/_mock/faults",
@@ -644,6 +655,122 @@ def _install_control_plane(app: FastAPI) -> None:
         _core(request).set_faults(schemas.FaultConfig())
         return Response(status_code=204)
 
+    @app.patch(
+        "/_mock/faults",
+        tags=tags,
+        summary="Change fault settings (seed, rate limit, token lifetime, listing delay), keeping the rules",
+        response_model=None,
+        responses={200: {"model": schemas.FaultState, "description": "Now active"}, **_errors(400, 415, 422)},
+        openapi_extra={"requestBody": _json_body("FaultSettings")},
+    )
+    async def patch_faults(request: Request) -> Response:
+        _query(request, ())
+        settings = _validated(schemas.FaultSettings, await _json_object(request))
+        core = _core(request)
+        core.update_fault_settings(settings)
+        return _json(core.fault_state())
+
+    @app.post(
+        "/_mock/faults/rules",
+        tags=tags,
+        summary="Add one fault rule after the others (their counters are kept)",
+        status_code=201,
+        response_model=None,
+        responses={201: {"model": schemas.FaultState, "description": "Now active"}, **_errors(400, 415, 422)},
+        openapi_extra={"requestBody": _json_body("FaultRule")},
+    )
+    async def add_fault_rule(request: Request) -> Response:
+        _query(request, ())
+        rule = _validated(schemas.FaultRule, await _json_object(request))
+        core = _core(request)
+        core.add_fault_rule(rule)
+        return _json(core.fault_state(), 201)
+
+    @app.delete(
+        "/_mock/faults/rules/{ruleId}",
+        tags=tags,
+        summary="Remove one fault rule by id",
+        status_code=204,
+        response_model=None,
+        responses={204: {"description": "Removed"}, **_errors(400, 404)},
+        openapi_extra={"parameters": [_param("ruleId", "path", {"type": "integer", "minimum": 1}, required=True)]},
+    )
+    async def remove_fault_rule(request: Request) -> Response:
+        _query(request, ())
+        rule_id = request.path_params["ruleId"]
+        if not rule_id.isascii() or not rule_id.isdigit() or len(rule_id) > 18:
+            raise ApiError(404, "FAULT_RULE_NOT_FOUND")
+        _core(request).remove_fault_rule(int(rule_id))
+        return Response(status_code=204)
+
+
+JOURNAL_QUERY_NAMES = ("method", "status", "path", "injected", "key", "since", "before", "limit")
+_STATUS_FILTER = re.compile(r"[1-5][0-9][0-9]|[1-5]xx|dropped")
+_METHOD_FILTER = re.compile(r"[A-Za-z]{1,16}")
+_PATH_FILTER = re.compile(r"[\x21-\x7e]{1,512}")
+_JOURNAL_PARAMETERS = [
+    _param("method", "query", {"type": "string", "pattern": "^[A-Za-z]{1,16}$"}, description="Only this method."),
+    _param(
+        "status",
+        "query",
+        {"type": "string", "pattern": "^([1-5][0-9][0-9]|[1-5]xx|dropped)$"},
+        description="An exact status (503), a class (5xx), or dropped (no answer).",
+    ),
+    _param(
+        "path",
+        "query",
+        {"type": "string", "pattern": r"^[\x21-\x7e]{1,512}$"},
+        description="An fnmatch-style glob on the path, as in fault rules: /api/v1/people/*/involvements.",
+    ),
+    _param("injected", "query", {"type": "string", "enum": ["true", "false"]}, description="Answered by a fault or not."),
+    _param("key", "query", {"type": "string", "pattern": r"^[\x21-\x7e]{1,64}$"}, description="Only this Idempotency-Key."),
+    _param("since", "query", {"type": "integer", "minimum": 0}, description="Only records with seq > since."),
+    _param("before", "query", {"type": "integer", "minimum": 1}, description="Only records with seq < before (paging back)."),
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000}, description="Only the latest N that match."),
+]
+
+
+def journal_query(query: Mapping[str, str], *, default_limit: int | None, max_limit: int = 10_000) -> JournalQuery:
+    """Validate the journal's filter parameters, naming every bad one (never its value) in one 400 INVALID_QUERY."""
+    bad: list[str] = []
+
+    def check(name: str, pattern: re.Pattern[str]) -> str | None:
+        value = query.get(name)
+        if value is not None and not pattern.fullmatch(value):
+            bad.append(name)
+            return None
+        return value
+
+    def number(name: str, low: int, high: int) -> int | None:
+        try:
+            return _bounded_int(query.get(name), name, low, high)
+        except ApiError:
+            bad.append(name)
+            return None
+
+    method = check("method", _METHOD_FILTER)
+    status = check("status", _STATUS_FILTER)
+    path = check("path", _PATH_FILTER)
+    key = check("key", IDEMPOTENCY_KEY_RE)
+    injected_text = query.get("injected")
+    if injected_text is not None and injected_text not in ("true", "false"):
+        bad.append("injected")
+    since = number("since", 0, 2**62)
+    before = number("before", 1, 2**62)
+    limit = number("limit", 1, max_limit)
+    if bad:
+        raise ApiError(400, "INVALID_QUERY", details={"parameters": bad})
+    return JournalQuery(
+        since=since or 0,
+        before=before,
+        limit=default_limit if limit is None else limit,
+        method=method.upper() if method else None,
+        status=status,
+        path=path,
+        injected=None if injected_text is None else injected_text == "true",
+        idempotency_key=key,
+    )
+
 
 def _bounded_int(value: str | None, name: str, low: int, high: int) -> int | None:
     if value is None:
@@ -653,13 +780,41 @@ def _bounded_int(value: str | None, name: str, low: int, high: int) -> int | Non
     return int(value)
 
 
+#: The console loads nothing but what the mock itself serves (it must work offline).
+CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+_CONSOLE_ASSETS = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+
+
 def _install_pages(app: FastAPI) -> None:
-    docs_html = resources.files("mocks.one").joinpath("static/docs.html").read_text(encoding="utf-8")
+    static = resources.files("mocks.one").joinpath("static")
+    docs_html = static.joinpath("docs.html").read_text(encoding="utf-8")
+    assets = {name: static.joinpath(name).read_bytes() for name in _CONSOLE_ASSETS}
 
     @app.get("/_mock/", include_in_schema=False)
     @app.get("/_mock", include_in_schema=False)
     async def tester_page(request: Request) -> HTMLResponse:
-        return HTMLResponse(render_tester_page(_core(request), str(request.base_url).rstrip("/")))
+        core = _core(request)
+        raw = {name: value for name, value in parse_qsl(request.url.query) if name in PAGE_PARAMETERS}
+        query: JournalQuery | None = None
+        problem: ApiError | None = None
+        try:
+            given = _query(request, PAGE_PARAMETERS, drop_blank=True)
+            query = journal_query(given, default_limit=DEFAULT_ROWS, max_limit=MAX_ROWS)
+        except ApiError as error:
+            problem = error
+        html = render_tester_page(core, str(request.base_url).rstrip("/"), query, problem, raw)
+        status = 200 if problem is None else 400
+        headers = {"Content-Security-Policy": CONSOLE_CSP, "Cache-Control": "no-store"}
+        return HTMLResponse(html, status, headers=headers)
+
+    @app.get("/_mock/static/{name}", include_in_schema=False)
+    async def console_asset(name: str) -> Response:
+        if name not in assets:
+            raise ApiError(404, "NOT_FOUND")
+        return Response(assets[name], media_type=_CONSOLE_ASSETS[name], headers={"Cache-Control": "no-cache"})
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -16,14 +16,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mocks.one.errors import ApiError
 from mocks.one.persistence import StateFileWriter, read_state_file
-from mocks.one.schemas import FaultConfig, FaultRule, PersonSeed
+from mocks.one.schemas import FaultConfig, FaultRule, FaultSettings, PersonSeed
 
 Clock = Callable[[], float]
 
@@ -139,6 +139,7 @@ class CreateOutcome:
 class FaultDecision:
     """What an injected fault does to one request."""
 
+    rule_id: int
     latency_seconds: float
     status: int | None
     code: str | None
@@ -149,6 +150,7 @@ class FaultDecision:
 
 @dataclass
 class _RuleState:
+    id: int
     rule: FaultRule
     fired: int = 0
 
@@ -179,8 +181,11 @@ class JournalRecord:
     body: str
     correlation_id: str
     status: int | None = None
+    error_code: str | None = None
     dropped: bool = False
     injected_fault: bool = False
+    fault_rule: int | None = None
+    rate_limited: bool = False
 
     def view(self) -> dict[str, Any]:
         return {
@@ -192,10 +197,67 @@ class JournalRecord:
             "headers": dict(self.headers),
             "body": self.body,
             "status": self.status,
+            "errorCode": self.error_code,
             "correlationId": self.correlation_id,
             "dropped": self.dropped,
             "injectedFault": self.injected_fault,
+            "faultRule": self.fault_rule,
+            "rateLimited": self.rate_limited,
         }
+
+    def matches(self, query: JournalQuery) -> bool:
+        """Whether this record passes every filter of `query` (the seq bounds included)."""
+        if not query.since < self.seq or (query.before is not None and self.seq >= query.before):
+            return False
+        if query.method is not None and self.method.upper() != query.method:
+            return False
+        if query.path is not None and not fnmatch.fnmatchcase(self.path, query.path):
+            return False
+        if query.injected is not None and self.injected_fault != query.injected:
+            return False
+        if query.idempotency_key is not None and self.headers.get("idempotency-key") != query.idempotency_key:
+            return False
+        return query.status is None or _status_matches(query.status, self.status, self.dropped)
+
+
+def _status_matches(wanted: str, status: int | None, dropped: bool) -> bool:
+    if wanted == "dropped":
+        return dropped
+    if status is None:
+        return False
+    if wanted.endswith("xx"):
+        return str(status)[0] == wanted[0]
+    return str(status) == wanted
+
+
+@dataclass(frozen=True)
+class JournalQuery:
+    """Which journal records to return: filters, seq bounds (since < seq < before) and at most the latest `limit`."""
+
+    since: int = 0
+    before: int | None = None
+    limit: int | None = None
+    method: str | None = None
+    #: An exact status ("503"), a class ("5xx") or "dropped".
+    status: str | None = None
+    #: An fnmatch-style glob on the path, as in fault rules.
+    path: str | None = None
+    injected: bool | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class JournalPage:
+    """The latest `limit` matching records (oldest first) and the cursors to the pages around them."""
+
+    items: list[dict[str, Any]]
+    matched: int
+    #: `before` for the next older page, or None.
+    older_before: int | None
+    #: Whether newer matching records exist (the page is not the latest).
+    has_newer: bool
+    #: `before` for the next newer page; None with has_newer means the newer page is the latest.
+    newer_before: int | None
 
 
 @dataclass
@@ -228,6 +290,7 @@ class MockCore:
         self._data = _Data()
         self._tokens: dict[str, _Token] = {}
         self._page_key = secrets.token_bytes(32)
+        self._next_rule_id = 1
         self._faults = self._new_faults(FaultConfig())
         self._journal: collections.deque[JournalRecord] = collections.deque(maxlen=JOURNAL_CAPACITY)
         self._journal_seq = 0
@@ -370,6 +433,10 @@ class MockCore:
         """Return every seeded person, in seeding order."""
         with self._lock:
             return list(self._data.people.values())
+
+    def teams(self) -> list[str]:
+        """Return the service teams of the configured clients ("ours" for some client), the first client's first."""
+        return list(dict.fromkeys(client.team for client in self._clients.values()))
 
     # ----------------------------------------------------------------- the One API
 
@@ -526,6 +593,7 @@ class MockCore:
         """Forget people, involvements, idempotency keys, the journal and faults (tokens stay valid)."""
         with self._lock:
             self._data = _Data()
+            self._next_rule_id = 1
             self._faults = self._new_faults(FaultConfig())
             self._journal.clear()
             self._page_key = secrets.token_bytes(32)
@@ -556,17 +624,62 @@ class MockCore:
 
     # ----------------------------------------------------------------- faults
 
+    def _new_rule(self, rule: FaultRule) -> _RuleState:
+        state = _RuleState(self._next_rule_id, rule)
+        self._next_rule_id += 1
+        return state
+
+    @staticmethod
+    def _full_bucket(config: FaultConfig) -> float:
+        if config.rateLimit is None:
+            return 0.0
+        return float(config.rateLimit.burst or math.ceil(config.rateLimit.perSecond))
+
     def _new_faults(self, config: FaultConfig) -> _Faults:
         seed = self._seed if config.seed is None else config.seed
-        burst = 0.0
-        if config.rateLimit is not None:
-            burst = float(config.rateLimit.burst or math.ceil(config.rateLimit.perSecond))
-        return _Faults(config, seed, random.Random(seed), [_RuleState(rule) for rule in config.rules], burst, self._clock())
+        rules = [self._new_rule(rule) for rule in config.rules]
+        return _Faults(config, seed, random.Random(seed), rules, self._full_bucket(config), self._clock())
 
     def set_faults(self, config: FaultConfig) -> None:
         """Replace the fault configuration; the random sequence restarts from its seed."""
         with self._lock:
             self._faults = self._new_faults(config)
+
+    def add_fault_rule(self, rule: FaultRule) -> int:
+        """Append one rule after the others, which keep their counters; return its id."""
+        with self._lock:
+            faults = self._faults
+            state = self._new_rule(rule)
+            faults.rules.append(state)
+            faults.config = faults.config.model_copy(update={"rules": [*faults.config.rules, rule]})
+            return state.id
+
+    def remove_fault_rule(self, rule_id: int) -> None:
+        """Remove one rule by id (the others keep their counters), or raise 404 FAULT_RULE_NOT_FOUND."""
+        with self._lock:
+            faults = self._faults
+            kept = [state for state in faults.rules if state.id != rule_id]
+            if len(kept) == len(faults.rules):
+                raise ApiError(404, "FAULT_RULE_NOT_FOUND")
+            faults.rules = kept
+            faults.config = faults.config.model_copy(update={"rules": [state.rule for state in kept]})
+
+    def update_fault_settings(self, settings: FaultSettings) -> None:
+        """Change the settings `settings` names (its fields set), keeping every rule and its counters.
+
+        A new seed restarts the random sequence; a new rate limit starts with a full bucket.
+        """
+        given = settings.model_fields_set
+        update = {name: getattr(settings, name) for name in given}
+        with self._lock:
+            faults = self._faults
+            faults.config = faults.config.model_copy(update=update)
+            if "seed" in given:
+                faults.seed = self._seed if settings.seed is None else settings.seed
+                faults.rng = random.Random(faults.seed)
+            if "rateLimit" in given:
+                faults.bucket_tokens = self._full_bucket(faults.config)
+                faults.bucket_time = self._clock()
 
     def fault_state(self) -> dict[str, Any]:
         """Return the active fault configuration with per-rule counters."""
@@ -575,7 +688,14 @@ class MockCore:
             return {
                 "seed": faults.seed,
                 "rules": [
-                    {"rule": rule.rule.model_dump(), "fired": rule.fired, "remaining": rule.remaining()} for rule in faults.rules
+                    {
+                        "id": rule.id,
+                        "rule": rule.rule.model_dump(),
+                        "fired": rule.fired,
+                        "remaining": rule.remaining(),
+                        "spent": rule.remaining() == 0,
+                    }
+                    for rule in faults.rules
                 ],
                 "rateLimit": faults.config.rateLimit.model_dump() if faults.config.rateLimit else None,
                 "tokenTtlSeconds": faults.config.tokenTtlSeconds,
@@ -614,6 +734,7 @@ class MockCore:
                     continue
                 state.fired += 1
                 return FaultDecision(
+                    rule_id=state.id,
                     latency_seconds=rule.latencyMs / 1000.0,
                     status=rule.status,
                     code=rule.code,
@@ -637,9 +758,21 @@ class MockCore:
 
     def journal(self, limit: int | None = None, since: int = 0) -> list[dict[str, Any]]:
         """Return journal records after `since`, oldest first, at most the latest `limit`."""
+        return self.journal_page(JournalQuery(since=since, limit=limit)).items
+
+    def journal_page(self, query: JournalQuery) -> JournalPage:
+        """Return the latest `query.limit` records matching `query`, oldest first, with the cursors around them."""
+        unbounded = replace(query, before=None)
         with self._lock:
-            records = [record.view() for record in self._journal if record.seq > since]
-        return records[-limit:] if limit is not None else records
+            matching = [record for record in self._journal if record.matches(query)]
+            newer = [] if query.before is None else [r for r in self._journal if r.seq >= query.before and r.matches(unbounded)]
+            shown = matching if query.limit is None else matching[-query.limit :]
+            items = [record.view() for record in shown]
+        older_before = shown[0].seq if shown and len(shown) < len(matching) else None
+        newer_before = None
+        if query.limit is not None and len(newer) > query.limit:
+            newer_before = newer[query.limit].seq
+        return JournalPage(items, len(matching), older_before, bool(newer), newer_before)
 
 
 def _etag_matches(if_match: str, version: int) -> bool:

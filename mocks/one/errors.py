@@ -37,6 +37,7 @@ MESSAGES: Mapping[str, str] = {
     "RECORD_RESTRICTED": "The person record is restricted.",
     "PERSON_NOT_FOUND": "No such person.",
     "INVOLVEMENT_NOT_FOUND": "No such involvement.",
+    "FAULT_RULE_NOT_FOUND": "No such fault rule (it may have been removed or replaced).",
     "NOT_FOUND": "No such resource.",
     "METHOD_NOT_ALLOWED": "The method is not allowed on this resource.",
     "DUPLICATE_ACTIVE_INVOLVEMENT": "The person already has an active involvement of this type for this service team.",

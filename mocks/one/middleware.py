@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -23,6 +24,7 @@ _CORRELATION_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SECRET_IN_FORM = re.compile(r"(^|&)(client_secret=)[^&]*")
 _NOT_JOURNALLED = ("/_mock", "/docs", "/openapi.json", "/favicon.ico")
 _MAX_JOURNAL_BODY = 65_536
+_MAX_ERROR_BODY = 65_536
 
 
 class ConnectionDroppedError(Exception):
@@ -96,12 +98,14 @@ class MockMiddleware:
         wait = self.core.take_rate_token()
         if wait is not None:
             record.injected_fault = True
+            record.rate_limited = True
             error = ApiError(429, "RATE_LIMITED", headers={"Retry-After": str(wait)})
             await _send_error(send, error, correlation_id, record)
             return
 
         decision = self.core.decide_fault(scope["method"], scope["path"])
         if decision is not None:
+            record.fault_rule = decision.rule_id
             if decision.latency_seconds > 0:
                 await asyncio.sleep(decision.latency_seconds)
             if decision.status is not None or decision.drop_connection:
@@ -143,8 +147,23 @@ def _replaying_receive(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+def error_code_of(body: bytes) -> str | None:
+    """The code an error answer carries: the One envelope's `error.code`, or an OAuth answer's `error`; else None."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        error = error.get("code")
+    return error[:64] if isinstance(error, str) else None
+
+
 def _tagging_send(send: Send, correlation_id: str, record: Any) -> Send:
+    error_body: list[bytes] | None = None
+
     async def tagging(message: Message) -> None:
+        nonlocal error_body
         if message["type"] == "http.response.start":
             headers = list(message.get("headers", []))
             if not any(bytes(key).lower() == b"x-correlation-id" for key, _ in headers):
@@ -152,6 +171,14 @@ def _tagging_send(send: Send, correlation_id: str, record: Any) -> Send:
             message["headers"] = headers
             if record is not None:
                 record.status = int(message["status"])
+                error_body = [] if record.status >= 400 else None
+        elif message["type"] == "http.response.body" and error_body is not None:
+            # Kept only until the last chunk: the code is in the journal before the client has the whole answer.
+            if sum(map(len, error_body)) < _MAX_ERROR_BODY:
+                error_body.append(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                record.error_code = error_code_of(b"".join(error_body))
+                error_body = None
         await send(message)
 
     return tagging
@@ -170,6 +197,7 @@ async def _send_error(send: Send, error: ApiError, correlation_id: str, record: 
     ]
     headers.extend((key.lower().encode("latin-1"), value.encode("latin-1")) for key, value in error.headers.items())
     record.status = error.status
+    record.error_code = error.code
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 

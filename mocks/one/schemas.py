@@ -104,7 +104,19 @@ class PersonSeed(BaseModel):
 
     personId: str = Field(pattern=PERSON_ID_PATTERN)
     state: PersonStateName = "active"
-    successorPersonId: str | None = Field(default=None, pattern=PERSON_ID_PATTERN)
+    successorPersonId: str | None = Field(
+        default=None, pattern=PERSON_ID_PATTERN, description="Required for, and only allowed with, state merged."
+    )
+
+    @model_validator(mode="after")
+    def _successor_only_when_merged(self) -> PersonSeed:
+        if self.state == "merged" and self.successorPersonId is None:
+            raise ValueError("a merged person needs a successorPersonId")
+        if self.state != "merged" and self.successorPersonId is not None:
+            raise ValueError("successorPersonId is only allowed with state merged")
+        if self.successorPersonId == self.personId:
+            raise ValueError("a person cannot be merged into itself")
+        return self
 
 
 class PeopleSeed(BaseModel):
@@ -158,17 +170,22 @@ class JournalEntry(BaseModel):
     headers: dict[str, str]
     body: str
     status: int | None
+    errorCode: str | None = Field(description="The error code the answer carried (envelope code, or OAuth error); null if none.")
     correlationId: str
     dropped: bool
-    injectedFault: bool
+    injectedFault: bool = Field(description="The answer was made by a fault rule or the rate limit, not by the API.")
+    faultRule: int | None = Field(description="The id of the fault rule that fired for this request (also a latency-only one).")
+    rateLimited: bool
 
 
 class Journal(BaseModel):
-    """The request journal, oldest first."""
+    """One page of the request journal, oldest first."""
 
     model_config = _STRICT
 
     items: list[JournalEntry]
+    matched: int = Field(description="How many records match the filters (and since/before); items are the latest of them.")
+    nextBefore: int | None = Field(description="Pass as `before` for the next older page; null when there is none.")
 
 
 class FaultRule(BaseModel):
@@ -215,14 +232,27 @@ class FaultConfig(BaseModel):
     listingDelaySeconds: float = Field(default=0.0, ge=0, le=86_400)
 
 
+class FaultSettings(BaseModel):
+    """The body of PATCH /_mock/faults: the settings it names change, the rules (and their counters) stay."""
+
+    model_config = _STRICT
+
+    seed: int | None = Field(default=None, description="null: back to the server's --seed. Restarts the random sequence.")
+    rateLimit: RateLimit | None = Field(default=None, description="null: no rate limit.")
+    tokenTtlSeconds: int = Field(default=3600, ge=0, le=31_536_000)
+    listingDelaySeconds: float = Field(default=0.0, ge=0, le=86_400)
+
+
 class FaultRuleState(BaseModel):
     """A configured rule with how often it has fired."""
 
     model_config = _STRICT
 
+    id: int = Field(description="Stable while the rule exists; journal records name it in faultRule.")
     rule: FaultRule
     fired: int
     remaining: int | None
+    spent: bool = Field(description="Its times are used up: it will not fire again.")
 
 
 class FaultState(BaseModel):

@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.e2e.conftest import E2E, record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     """Run headless Chromium once with a throwaway profile and nothing reaching the internet."""
-    assert CHROMIUM is not None
     profile = tmp_path / "chromium-profile"
     profile.mkdir(exist_ok=True)
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}",
-        *args,
-    ]
+    command = [chromium_path(), *CHROMIUM_ARGS, f"--user-data-dir={profile}", *args]
     return subprocess.run(command, capture_output=True, timeout=90, check=False)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not on PATH (scripts/test installs Debian's chromium when it can)")
 def test_tester_page_shows_the_sync_in_a_real_browser(e2e: E2E, tmp_path: Path) -> None:
     """After a sync, Chromium's rendered tester page lists the involvements and people, and a screenshot of it is made."""
+    chromium_path()
     people = ["PCANPAGE1", "PCANPAGE2", "PCANPAGE3"]
     e2e.seed_people(*people)
     e2e.add_records(*(record(p) for p in people))

@@ -74,7 +74,7 @@ def test_control_plane_calls_are_not_journalled(api: Api) -> None:
 
 
 def test_tester_page_renders_escaped_data(api: Api) -> None:
-    """The tester page lists people, involvements, requests and faults, with submitted text HTML-escaped."""
+    """The console lists people, involvements, requests and faults, HTML-escaped, and loads only its own assets."""
     seed(api, {"personId": "P1"})
     api.create("P1")
     api.session.post(
@@ -87,10 +87,11 @@ def test_tester_page_renders_escaped_data(api: Api) -> None:
     page = api.control("GET", "/_mock/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     html = page.text
-    assert '<meta http-equiv="refresh" content="2">' in html
+    assert "/_mock/static/console.js" in html and '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
+    assert "script-src 'self'" in page.headers["content-security-policy"]
     assert "INV-000001" in html and "P1" in html and "PIAS_WORKING_WITH_FAMILY" in html
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "/x/&lt;b&gt;*" in html
+    assert "&lt;b&gt;*" in html and "<b>" not in html  # paths may wrap at their slashes (<wbr>)
     assert "http://" not in html.replace(api.base, "") and "https://" not in html
 
 
