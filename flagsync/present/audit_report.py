@@ -205,6 +205,10 @@ class AuditReport:
 
 _SNAPSHOT_KEYS = ("flags_in_one", "quarantined", "unmatched")
 
+#: Outcomes a run reaches only after reading both sides whole, so that its counts describe the source and One.
+#: An error or interruption can come before the reading is done, leaving counts of nothing; those runs are skipped.
+PLANNED_OUTCOMES = frozenset({RunOutcome.CONVERGED, RunOutcome.CHANGES_FAILED, RunOutcome.HELD})
+
 
 def build_report(
     counts: Iterable[tuple[date, str, str, int]],
@@ -219,15 +223,16 @@ def build_report(
     """The report on `counts` (audit_counts rows) and `runs` (full runs), from `since` to `until` inclusive.
 
     An open `since` starts at the first day with data, an open `until` ends on the day of
-    `generated_at` (both UTC). `period` None chooses by the range's length. A run that ended in
-    error is left out of the snapshots (it listed nothing); so is a run whose counts lack a figure.
+    `generated_at` (both UTC). `period` None chooses by the range's length. Only runs that ended
+    in one of `PLANNED_OUTCOMES` with every figure recorded make the snapshots: an error or an
+    interruption may have come before anything was listed.
     Raises ValueError when the range starts after it ends.
     """
     count_rows = sorted(counts)
     usable = [
         r
         for r in runs
-        if r.finished_at is not None and r.outcome not in (None, RunOutcome.ERROR) and all(k in r.counts for k in _SNAPSHOT_KEYS)
+        if r.finished_at is not None and r.outcome in PLANNED_OUTCOMES and all(k in r.counts for k in _SNAPSHOT_KEYS)
     ]
     end = until or generated_at.date()
     if since is None:

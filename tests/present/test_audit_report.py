@@ -138,11 +138,13 @@ def test_exact_reports_show_every_count_as_it_is() -> None:
 
 
 def test_each_period_shows_its_last_usable_full_run() -> None:
-    """A period's snapshot is its last finished full run; runs in error or without figures are skipped; empty periods are None."""
+    """A period's snapshot is its last full run that read both sides; errors, interruptions, runs without figures are skipped."""
     runs = [
         run(at(MON, 9), 41, 3, 9),
         run(at(MON, 18), 52, 8, 2),
-        run(at(MON, 23), 0, outcome=RunOutcome.ERROR),  # listed nothing
+        run(at(MON, 20), 0, outcome=RunOutcome.ERROR),  # listed nothing
+        run(at(MON, 21), 0, outcome=RunOutcome.INTERRUPTED),  # perhaps stopped before listing
+        run(at(MON, 23), 0, outcome=RunOutcome.ABANDONED),
         RunRecord("old", RunTrigger.OPERATOR, at(MON, 22), at(MON, 22), RunOutcome.CONVERGED, {"adds": 1}),
         run(at(MON + timedelta(days=2)), 1000),
     ]
