@@ -108,6 +108,12 @@ _DESCRIPTIONS = {
 }
 
 
+def _rank(action: str, outcome: str) -> tuple[int, str, str]:
+    """Known events in the order of `_DESCRIPTIONS` (adds, then removals), any other after them."""
+    order = list(_DESCRIPTIONS)
+    return (order.index((action, outcome)) if (action, outcome) in _DESCRIPTIONS else len(order), action, outcome)
+
+
 def activity_of(action: str, outcome: str) -> Activity | None:
     """Which column of the activity table an audit event counts in (None: in none)."""
     if outcome == "failed":
@@ -289,7 +295,7 @@ def build_report(
         counts=tuple(kept),
         period_counts=tuple(
             PeriodCountRow(periods[index], action, outcome, shown(n))
-            for (index, action, outcome), n in sorted(per_period.items())
+            for (index, action, outcome), n in sorted(per_period.items(), key=lambda item: (item[0][0], _rank(*item[0][1:])))
         ),
         activity=tuple(
             ActivityRow(bucket, {kind: shown(tally[kind]) for kind in Activity})
@@ -494,8 +500,8 @@ def render_html(report: AuditReport) -> str:
         "<h2>Notes</h2>",
         "<ul>",
         f"<li>{escape(report.note)}</li>",
-        "<li>Figures marked * are between 1 and 7. In the charts they are drawn as hatched bands of one fixed height, "
-        "never at their true value.</li>"
+        "<li>Figures marked * are between 1 and 7. In the charts each is drawn as the same hatched band over the whole "
+        "range 1 to 7, never at its true value.</li>"
         if not report.exact
         else "",
         "<li>Adds, removals, failures, holds and refusals come from flagsync's audit trail. Flags in One, quarantined "

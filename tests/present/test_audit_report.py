@@ -122,6 +122,25 @@ def test_totals_come_from_exact_counts_then_are_suppressed_themselves() -> None:
     assert [row.count for row in report.period_counts] == [Figure(10)]
 
 
+def test_period_counts_list_adds_before_removals_then_anything_else() -> None:
+    """Within a period the detail rows follow a reader's order: adds, failures and refusals, removals, holds, then others."""
+    counts = [
+        (MON, "remove", "ok", 1),
+        (MON, "hold", "held", 1),
+        (MON, "zap", "odd", 1),
+        (MON, "add", "failed", 1),
+        (MON, "add", "ok", 1),
+    ]
+    report = build_report(counts, [], since=MON, until=MON, generated_at=GENERATED)
+    assert [(r.action, r.outcome) for r in report.period_counts] == [
+        ("add", "ok"),
+        ("add", "failed"),
+        ("remove", "ok"),
+        ("hold", "held"),
+        ("zap", "odd"),
+    ]
+
+
 def test_exact_reports_show_every_count_as_it_is() -> None:
     """With exact=True the daily counts, period counts and totals are the true numbers."""
     counts = [(MON, "add", "ok", 3), (MON + timedelta(days=1), "add", "ok", 4), (MON, "remove", "ok", 1)]
