@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import signal
@@ -384,28 +385,57 @@ def _counts_summary(counts: dict[str, int] | Any) -> str:
 def cmd_audit(args: argparse.Namespace) -> int:
     from flagsync.adapters.sql_state import SqlStateStore  # noqa: PLC0415 - see _setup_logging
     from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
+    from flagsync.present import audit_report  # noqa: PLC0415 - see _setup_logging
 
+    if args.events and args.format == "html":
+        raise ConfigError("--events lists pseudonymous event rows as csv or json; the html report holds counts only")
+    if args.since is not None and args.until is not None and args.since > args.until:
+        raise ConfigError("--since is after --until")
     settings = _settings(args, required=STATE_READER_SETTINGS)
     _setup_logging(settings, args, interactive_quiet=True)
     state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
-    out = sys.stdout
-    rows: list[list[str | int]]
-    if args.events:
-        events = state.audit_events(args.since, args.until)
-        rows = [[e.at.isoformat(), e.run_id, e.action, e.person or "", e.outcome, e.reason or ""] for e in events]
-        headers = ["at", "run_id", "action", "person", "outcome", "reason"]
+    try:
+        if args.events:
+            # Event rows are not aggregates: they carry pseudonyms, not counts, so nothing is suppressed.
+            events = state.audit_events(args.since, args.until)
+            rows = [[e.at.isoformat(), e.run_id, e.action, e.person or "", e.outcome, e.reason or ""] for e in events]
+            text = _event_rows(rows, args.format)
+        else:
+            try:
+                report = audit_report.build_report(
+                    state.audit_counts(args.since, args.until),
+                    state.run_history(args.since, args.until),
+                    since=args.since,
+                    until=args.until,
+                    generated_at=datetime.now(UTC),
+                    period=audit_report.Period(args.period) if args.period else None,
+                    exact=args.exact,
+                )
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            render = {"csv": audit_report.render_csv, "json": audit_report.render_json, "html": audit_report.render_html}
+            text = render[args.format](report)
+    finally:
+        state.close()
+    if args.output is None:
+        sys.stdout.write(text)
     else:
-        counts = state.audit_counts(args.since, args.until)
-        rows = [[day.isoformat(), action, outcome, n] for day, action, outcome, n in counts]
-        headers = ["day", "action", "outcome", "count"]
-    if args.format == "json":
-        json.dump([dict(zip(headers, row, strict=True)) for row in rows], out, indent=2)
-        out.write("\n")
-    else:
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows(rows)
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.output} ({exc.strerror or type(exc).__name__})") from None
     return EXIT_OK
+
+
+def _event_rows(rows: list[list[str]], fmt: str) -> str:
+    headers = ["at", "run_id", "action", "person", "outcome", "reason"]
+    if fmt == "json":
+        return json.dumps([dict(zip(headers, row, strict=True)) for row in rows], indent=2) + "\n"
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -528,12 +558,19 @@ def build_parser() -> argparse.ArgumentParser:
         "audit",
         parents=[common],
         help="the anonymised activity report",
-        description="Counts per day, action and outcome (pseudonymous event rows with --events).",
+        description=(
+            "Counts per day, action and outcome (csv), the whole report (json), or a printable page with charts (html). "
+            "Every count is shown with small-number suppression (1 to 7 as *, others rounded to the nearest 5) unless "
+            "--exact. --events lists pseudonymous event rows instead, unsuppressed: they are not counts."
+        ),
     )
-    p.add_argument("--since", type=_date, metavar="DATE", help="first day (inclusive, UTC)")
-    p.add_argument("--until", type=_date, metavar="DATE", help="last day (inclusive, UTC)")
-    p.add_argument("--format", choices=("csv", "json"), default="csv")
-    p.add_argument("--events", action="store_true", help="list events with pseudonyms instead of daily counts")
+    p.add_argument("--since", type=_date, metavar="DATE", help="first day (inclusive, UTC; default: the first day with data)")
+    p.add_argument("--until", type=_date, metavar="DATE", help="last day (inclusive, UTC; default: today)")
+    p.add_argument("--format", choices=("csv", "json", "html"), default="csv")
+    p.add_argument("--period", choices=("day", "week"), help="count per day or per week (default: per day up to 31 days)")
+    p.add_argument("--exact", action="store_true", help="exact counts, no suppression (for the data protection officer)")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("--events", action="store_true", help="list events with pseudonyms instead of counts (csv or json)")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser(

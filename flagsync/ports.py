@@ -184,6 +184,10 @@ class StateStore(Protocol):
         """Mark every run not recorded as finished as `abandoned` (call only while holding the run lock)."""
         ...
 
+    def run_history(self, since: date | None, until: date | None) -> list[RunRecord]:
+        """Finished full runs (not person-scoped, not change polls) that ended on these UTC days (inclusive), oldest first."""
+        ...
+
     def last_success(self, trigger: RunTrigger | None = None) -> datetime | None: ...
 
     def mark_pending(self, flag: Flag, at: datetime, *, held: bool = False) -> None:

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from sqlalchemy import (
     Engine,
     Integer,
     MetaData,
+    Row,
     String,
     Table,
     Text,
@@ -64,6 +65,9 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 
 #: Stands in for the subject of a quarantined record that carried neither a record id nor a person id.
 NO_SUBJECT = "-"
+
+#: The triggers of runs that read the whole source and list the whole of One.
+FULL_RUN_TRIGGERS = frozenset({RunTrigger.OPERATOR, RunTrigger.SCHEDULED_FULL, RunTrigger.DEMO})
 
 _SCHEMA_VERSION_KEY = "schema_version"
 _WATERMARK_KEY = "watermark"
@@ -217,6 +221,24 @@ class SqlStateStore:
             )
             for row in rows
         ]
+
+    def run_history(self, since: date | None, until: date | None) -> list[RunRecord]:
+        """Finished full runs (operator, scheduled and demo) that ended on the UTC days `since`..`until`, oldest first.
+
+        Both ends are inclusive and either may be open. Person-scoped runs and change polls are left
+        out: their counts describe a few people, not the whole of One.
+        """
+        stmt = (
+            select(runs)
+            .where(runs.c.finished_at.is_not(None), runs.c.trigger.in_([t.value for t in FULL_RUN_TRIGGERS]))
+            .order_by(runs.c.finished_at, runs.c.run_id)
+        )
+        if since is not None:
+            stmt = stmt.where(runs.c.finished_at >= _day_start(since))
+        if until is not None:
+            stmt = stmt.where(runs.c.finished_at < _day_start(until + timedelta(days=1)))
+        rows = self._run("read the run history", lambda conn: conn.execute(stmt).all())
+        return [_run_record(row) for row in rows]
 
     def last_success(self, trigger: RunTrigger | None = None) -> datetime | None:
         """When the latest converged run (of this trigger, if given) finished."""
@@ -518,6 +540,21 @@ def _upsert(conn: Connection, table: Table, values: Mapping[str, Any], changes: 
     where = [column == values[column.name] for column in keys]
     if conn.execute(update(table).where(*where).values(**changes)).rowcount == 0:
         conn.execute(insert(table).values(**values))
+
+
+def _run_record(row: Row[Any]) -> RunRecord:
+    return RunRecord(
+        run_id=row.run_id,
+        trigger=RunTrigger(row.trigger),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        outcome=RunOutcome(row.outcome) if row.outcome is not None else None,
+        counts=_load_counts(row.counts_json),
+    )
+
+
+def _day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def _load_counts(raw: str) -> dict[str, int]:

@@ -190,22 +190,26 @@ def test_status_lists_runs(e2e: E2E) -> None:
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
 def test_audit_counts_without_ids(e2e: E2E, fmt: str) -> None:
-    """`audit` reports adds and removes per day and outcome, with no person or record id (also with --events)."""
+    """`audit` counts adds and removes per day and outcome (exact with --exact, else 1 and 2 as *); no id, nor in --events."""
     e2e.seed_people(A, B, C)
     e2e.add_records(record(A), record(B))
     e2e.add_by_hand(C)
     e2e.flagsync("sync")
-    counts = e2e.flagsync("audit", "--format", fmt).stdout
+    counts = e2e.flagsync("audit", "--format", fmt, "--exact").stdout
+    suppressed = e2e.flagsync("audit", "--format", fmt).stdout
     events = e2e.flagsync("audit", "--format", fmt, "--events").stdout
     if fmt == "json":
-        rows = json.loads(counts)
+        rows = json.loads(counts)["counts"]
         assert {(r["action"], r["outcome"], r["count"]) for r in rows} == {("add", "ok", 2), ("remove", "ok", 1)}
+        assert {r["count"] for r in json.loads(suppressed)["counts"]} == {"*"}
         assert all(e["person"].startswith("p_") for e in json.loads(events))
     else:
         lines = counts.splitlines()
-        assert lines[0] == "day,action,outcome,count"
-        assert {tuple(line.split(",")[1:]) for line in lines[1:]} == {("add", "ok", "2"), ("remove", "ok", "1")}
-    for text in (counts, events):
+        assert lines[0].startswith("# exact counts")
+        assert lines[1] == "day,action,outcome,count"
+        assert {tuple(line.split(",")[1:]) for line in lines[2:]} == {("add", "ok", "2"), ("remove", "ok", "1")}
+        assert {line.split(",")[3] for line in suppressed.splitlines()[2:]} == {"*"}
+    for text in (counts, suppressed, events):
         assert not [i for i in e2e.person_ids | e2e.record_ids if i in text]
 
 

@@ -1,0 +1,1 @@
+"""How flagsync shows things to people: tables, documents and reports."""
