@@ -206,7 +206,13 @@ def test_advisory_lock_is_seen_from_another_connection(pg_url: str) -> None:
             try_lock = text("SELECT pg_try_advisory_lock(:key)")
             with RunLock(pg_url, wait_seconds=0):
                 assert conn.execute(try_lock, {"key": ADVISORY_LOCK_KEY}).scalar_one() is False
-                held = conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")).scalar_one()
+                # Advisory locks belong to a database; other tests' databases on the same server hold their own.
+                held = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
+                ).scalar_one()
                 assert held == 1
             assert conn.execute(try_lock, {"key": ADVISORY_LOCK_KEY}).scalar_one() is True
             with pytest.raises(RunInProgressError):
