@@ -7,11 +7,12 @@ deploy/prometheus/alerts.yaml and deploy/grafana/flagsync.json use these names (
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from flagsync.ports import RunOutcome, RunTrigger
+from flagsync.ports import PendingRemoval, RunOutcome, RunTrigger
 from flagsync.service import RunObserver
 
 
@@ -50,6 +51,8 @@ class Metrics(RunObserver):
             ["request"],
             registry=r,
         )
+        for request in ("token", "api"):
+            self.auth_refusals.labels(request=request)  # exported as 0 from the start, so increase() sees the first one
         self.oldest_pending = Gauge(
             "flagsync_oldest_pending_removal_timestamp_seconds",
             "When the oldest pending (not held) removal was first due; 0 when none is pending.",
@@ -114,6 +117,11 @@ class Metrics(RunObserver):
 
     def change_poll_ok(self) -> None:
         self.last_change_poll.set(time.time())
+
+    def pending_seen(self, pending: Sequence[PendingRemoval]) -> None:
+        """The pending and held removals the state store holds now (the daemon reads them every change poll)."""
+        self.pending_changed(sum(not p.held for p in pending), sum(p.held for p in pending))
+        self.oldest_pending_since(min((p.since for p in pending if not p.held), default=None))
 
     # Gateway hooks
 
