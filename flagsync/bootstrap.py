@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flagsync.adapters.csv_source import CsvConsentSource
@@ -62,6 +63,7 @@ def build_gateway(settings: Settings, metrics: Metrics) -> HttpFlagGateway:
     one = settings.one
     if not one.base_url or not one.client_id or one.client_secret is None:
         raise ConfigError("one.base_url, one.client_id and one.client_secret are required")
+    metrics.token_endpoint = urlsplit(one.effective_token_url).path or "/"  # as the gateway reports it
     return HttpFlagGateway(
         base_url=one.base_url,
         token_url=one.token_url,

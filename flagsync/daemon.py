@@ -120,12 +120,15 @@ class Daemon:
         report = self._run(RunTrigger.SCHEDULED_FULL, None)
         if report is not None and report.outcome in _HEALTHY:
             self.last_full_ok = time.monotonic()
+            self.app.metrics.full_reconcile_ok()
             if watermark is not None:
                 self.app.state.set_watermark(watermark)
 
     def change_poll(self) -> None:
         """Sync just the people whose records changed; escalate to a full reconcile when needed."""
-        if any(not p.held for p in self.app.state.pending_removals()):
+        pending = self.app.state.pending_removals()
+        self.app.metrics.pending_seen(pending)  # every replica's gauges follow the shared state store, run or not
+        if any(not p.held for p in pending):
             # Removal is a duty: a pending removal is retried every cycle, with fresh consent.
             self.full_reconcile()
             return
@@ -138,10 +141,12 @@ class Daemon:
             self.full_reconcile()
             return
         if not changes.person_ids:
+            self.app.metrics.change_poll_ok()
             return
         report = self._run(RunTrigger.CHANGE_POLL, changes.person_ids)
         if report is not None and report.outcome in (RunOutcome.CONVERGED, RunOutcome.HELD):
             self.app.state.set_watermark(changes.watermark)
+            self.app.metrics.change_poll_ok()
 
     def purge_audit(self) -> None:
         cutoff = datetime.now(UTC) - timedelta(days=self.app.settings.audit.retention_days)
@@ -212,6 +217,9 @@ class Daemon:
             id="change_poll",
         )
         self.scheduler.add_job(self.purge_audit, "interval", hours=24, next_run_time=now + timedelta(minutes=1), id="purge_audit")
+        self.app.metrics.daemon_started(
+            full_reconcile_interval=s.full_reconcile_interval, change_poll_interval=s.change_poll_interval
+        )
         self._serve_http()  # port 0 picks a free port (tests)
         self.scheduler.start()
         log.info(

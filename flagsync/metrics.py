@@ -1,15 +1,18 @@
 """Prometheus metrics for the daemon: runs, changes, flags in One, pending work, One's latency.
 
 Labels are outcomes, actions, methods, endpoint templates and statuses only: never a person id.
+deploy/prometheus/alerts.yaml and deploy/grafana/flagsync.json use these names (tests/deploy checks them).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from flagsync.ports import RunOutcome, RunTrigger
+from flagsync.ports import PendingRemoval, RunOutcome, RunTrigger
 from flagsync.service import RunObserver
 
 
@@ -42,6 +45,39 @@ class Metrics(RunObserver):
             registry=r,
         )
         self.retries = Counter("flagsync_one_retries", "Retries of requests to One.", ["endpoint", "reason"], registry=r)
+        self.auth_refusals = Counter(
+            "flagsync_one_auth_refusals",
+            "Answers refusing our credentials (token request: 400/401) or our token (API request: 401).",
+            ["request"],
+            registry=r,
+        )
+        for request in ("token", "api"):
+            self.auth_refusals.labels(request=request)  # exported as 0 from the start, so increase() sees the first one
+        self.oldest_pending = Gauge(
+            "flagsync_oldest_pending_removal_timestamp_seconds",
+            "When the oldest pending (not held) removal was first due; 0 when none is pending.",
+            registry=r,
+        )
+        self.quarantined = Gauge(
+            "flagsync_quarantined_records", "Consent records quarantined at the last full reconcile.", registry=r
+        )
+        self.daemon_start = Gauge("flagsync_daemon_start_timestamp_seconds", "When this daemon process started.", registry=r)
+        self.full_interval = Gauge(
+            "flagsync_full_reconcile_interval_seconds", "The daemon's sync.full_reconcile_interval.", registry=r
+        )
+        self.poll_interval = Gauge("flagsync_change_poll_interval_seconds", "The daemon's sync.change_poll_interval.", registry=r)
+        self.last_full_ok = Gauge(
+            "flagsync_last_full_reconcile_ok_timestamp_seconds",
+            "When this daemon last finished a full reconcile that read both sides and planned (what /healthz counts); 0: never.",
+            registry=r,
+        )
+        self.last_change_poll = Gauge(
+            "flagsync_last_change_poll_timestamp_seconds",
+            "When this daemon last caught up with changed records (a change poll, or a full reconcile that succeeded); 0: never.",
+            registry=r,
+        )
+        #: The token endpoint's path (as the gateway reports it), to tell a refused token request from a refused API call.
+        self.token_endpoint: str | None = None
 
     # RunObserver
 
@@ -61,10 +97,40 @@ class Metrics(RunObserver):
         self.pending.set(pending)
         self.held.set(held)
 
+    def oldest_pending_since(self, since: datetime | None) -> None:
+        self.oldest_pending.set(since.timestamp() if since is not None else 0)
+
+    def quarantined_records(self, count: int) -> None:
+        self.quarantined.set(count)
+
+    # Daemon hooks
+
+    def daemon_started(self, *, full_reconcile_interval: float, change_poll_interval: float) -> None:
+        self.daemon_start.set(time.time())
+        self.full_interval.set(full_reconcile_interval)
+        self.poll_interval.set(change_poll_interval)
+
+    def full_reconcile_ok(self) -> None:
+        now = time.time()
+        self.last_full_ok.set(now)
+        self.last_change_poll.set(now)  # a full reconcile covers every change
+
+    def change_poll_ok(self) -> None:
+        self.last_change_poll.set(time.time())
+
+    def pending_seen(self, pending: Sequence[PendingRemoval]) -> None:
+        """The pending and held removals the state store holds now (the daemon reads them every change poll)."""
+        self.pending_changed(sum(not p.held for p in pending), sum(p.held for p in pending))
+        self.oldest_pending_since(min((p.since for p in pending if not p.held), default=None))
+
     # Gateway hooks
 
     def on_request(self, method: str, endpoint: str, status: int | None, seconds: float) -> None:
         self.request_latency.labels(method=method, endpoint=endpoint, status=str(status) if status else "none").observe(seconds)
+        if endpoint == self.token_endpoint and status in (400, 401):
+            self.auth_refusals.labels(request="token").inc()
+        elif endpoint != self.token_endpoint and status == 401:
+            self.auth_refusals.labels(request="api").inc()
 
     def on_retry(self, endpoint: str, reason: str) -> None:
         self.retries.labels(endpoint=endpoint, reason=reason).inc()

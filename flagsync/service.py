@@ -77,6 +77,12 @@ class RunObserver:
     def pending_changed(self, pending: int, held: int) -> None:
         """The number of pending and held removals now stored."""
 
+    def oldest_pending_since(self, since: datetime | None) -> None:
+        """When the oldest pending (not held) removal was first due, or None when none is pending."""
+
+    def quarantined_records(self, count: int) -> None:
+        """After a full plan: how many consent records are quarantined."""
+
 
 @dataclass(frozen=True, slots=True)
 class ChangeResult:
@@ -336,6 +342,7 @@ class SyncService:
         self._observer.run_finished(report.outcome, report.trigger, report.duration_s)
         pending = self._state.pending_removals()
         self._observer.pending_changed(sum(not p.held for p in pending), sum(p.held for p in pending))
+        self._observer.oldest_pending_since(min((p.since for p in pending if not p.held), default=None))
         log.info("sync.completed", outcome=report.outcome.value, duration_s=round(report.duration_s, 3), **counts)
         return report
 
@@ -480,6 +487,7 @@ class SyncService:
         if full:
             issues = [(c.person_id, c.reason or "") for c in report.person_issues]
             self._state.replace_report(plan.quarantined, plan.unmatched, plan.attention, issues)
+            self._observer.quarantined_records(len(plan.quarantined))
 
 
 class _AuditBuffer:
