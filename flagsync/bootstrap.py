@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from flagsync.adapters.csv_source import CsvConsentSource
-from flagsync.adapters.one_http import HttpFlagGateway
+from flagsync.adapters.one.endpoint import OneEndpoint
+from flagsync.adapters.one.gateway import HttpFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.sql_source import SqlConsentSource
 from flagsync.adapters.sql_state import SqlStateStore
@@ -17,7 +17,7 @@ from flagsync.core.model import Rules
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import ConfigError, RunInProgressError
 from flagsync.metrics import Metrics
-from flagsync.ports import ConsentSource, FlagGateway, RunFence, StateStore
+from flagsync.ports import ConsentSource, FlagGateway, RunFence, StateStore, Telemetry
 from flagsync.service import SyncService
 from flagsync.settings import Settings
 
@@ -59,28 +59,33 @@ def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:
     return SqlConsentSource(src.url.get_secret_value(), src.table, src.columns, zone)
 
 
-def build_gateway(settings: Settings, metrics: Metrics) -> HttpFlagGateway:
+def one_endpoint(settings: Settings) -> OneEndpoint:
+    """One's address and credentials as the settings checked them (they are required, so present unless a test skipped that)."""
     one = settings.one
-    if not one.base_url or not one.client_id or one.client_secret is None:
-        raise ConfigError("one.base_url, one.client_id and one.client_secret are required")
-    metrics.token_endpoint = urlsplit(one.effective_token_url).path or "/"  # as the gateway reports it
-    return HttpFlagGateway(
+    if one.base_url is None or one.client_id is None or one.client_secret is None:
+        raise ConfigError("missing required setting one.base_url, one.client_id or one.client_secret")
+    return OneEndpoint(
         base_url=one.base_url,
-        token_url=one.token_url,
+        token_url=one.effective_token_url,
         client_id=one.client_id,
         client_secret=one.client_secret,
         ca_bundle=one.ca_bundle,
+        proxy=one.proxy,
         connect_timeout=one.connect_timeout,
         read_timeout=one.read_timeout,
+    )
+
+
+def build_gateway(settings: Settings, telemetry: Telemetry) -> HttpFlagGateway:
+    one = settings.one
+    return HttpFlagGateway(
+        one_endpoint(settings),
         max_concurrency=one.max_concurrency,
         max_requests_per_second=one.max_requests_per_second,
         page_size=one.page_size,
         retry_attempts=settings.sync.retry_attempts,
         retry_max_delay=settings.sync.retry_max_delay,
-        proxy=one.proxy,
-        allow_insecure_http=one.allow_insecure_http,
-        on_request=metrics.on_request,
-        on_retry=metrics.on_retry,
+        telemetry=telemetry,
     )
 
 
@@ -122,7 +127,7 @@ def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
         rules=build_rules(settings),
         max_concurrency=settings.one.max_concurrency,
         lock=lock,
-        observer=metrics,
+        telemetry=metrics,
     )
     app = App(settings, pseudonymizer, source, gateway, state, metrics, service, lock)
     app.closers += [gateway.close, state.close]

@@ -26,7 +26,7 @@ from typing import IO, Any
 from flagsync.core.model import Plan, is_valid_person_id
 from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, StateError
 from flagsync.logs import configure_logging, register_secret, safe_error_summary
-from flagsync.ports import RunOutcome, RunTrigger
+from flagsync.ports import PageProbe, RunOutcome, RunTrigger
 from flagsync.service import Phase, RunReport
 from flagsync.settings import REQUIRED_SETTINGS, STATE_READER_SETTINGS, Settings, load_settings, secret_values
 
@@ -484,11 +484,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     try:
         run_check("consent source", read_source)
-        run_check("One token and listing", lambda: f"token accepted, first page listed ({app.gateway.probe()} flags on it)")
+        run_check("One token and listing", lambda: describe_probe(app.gateway.probe()))
         run_check("state store", state_store)
     finally:
         app.close()
     return EXIT_OK if ok else EXIT_ERROR
+
+
+def describe_probe(probe: PageProbe) -> str:
+    """What `check` saw of One's listing, truthfully: a first page of one item says nothing about the total."""
+    if not probe.items:
+        return "token accepted, listing answered: no flags of ours in One"
+    more = "; more pages follow" if probe.more else "; no more pages"
+    return f"token accepted, listing answered: its first page (of one item) held a flag{more}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

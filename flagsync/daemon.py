@@ -127,7 +127,7 @@ class Daemon:
     def change_poll(self) -> None:
         """Sync just the people whose records changed; escalate to a full reconcile when needed."""
         pending = self.app.state.pending_removals()
-        self.app.metrics.pending_seen(pending)  # every replica's gauges follow the shared state store, run or not
+        self.app.metrics.removals_stored(pending)  # every replica's gauges follow the shared state store, run or not
         if any(not p.held for p in pending):
             # Removal is a duty: a pending removal is retried every cycle, with fresh consent.
             self.full_reconcile()

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from flagsync.ports import PendingRemoval, RunOutcome, RunTrigger
-from flagsync.service import RunObserver
 
 
-class Metrics(RunObserver):
+class Metrics:
     """Every flagsync metric, in a registry of its own (so tests and several instances never clash)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -76,10 +74,8 @@ class Metrics(RunObserver):
             "When this daemon last caught up with changed records (a change poll, or a full reconcile that succeeded); 0: never.",
             registry=r,
         )
-        #: The token endpoint's path (as the gateway reports it), to tell a refused token request from a refused API call.
-        self.token_endpoint: str | None = None
 
-    # RunObserver
+    # Telemetry (flagsync.ports)
 
     def run_finished(self, outcome: RunOutcome, trigger: RunTrigger, duration_s: float) -> None:
         self.runs.labels(trigger=trigger.value, outcome=outcome.value).inc()
@@ -93,12 +89,12 @@ class Metrics(RunObserver):
     def flags_in_one(self, count: int) -> None:
         self.flags.set(count)
 
-    def pending_changed(self, pending: int, held: int) -> None:
-        self.pending.set(pending)
-        self.held.set(held)
-
-    def oldest_pending_since(self, since: datetime | None) -> None:
-        self.oldest_pending.set(since.timestamp() if since is not None else 0)
+    def removals_stored(self, pending: Sequence[PendingRemoval]) -> None:
+        waiting = [p for p in pending if not p.held]
+        self.pending.set(len(waiting))
+        self.held.set(len(pending) - len(waiting))
+        oldest = min((p.since for p in waiting), default=None)
+        self.oldest_pending.set(oldest.timestamp() if oldest is not None else 0)
 
     def quarantined_records(self, count: int) -> None:
         self.quarantined.set(count)
@@ -118,19 +114,11 @@ class Metrics(RunObserver):
     def change_poll_ok(self) -> None:
         self.last_change_poll.set(time.time())
 
-    def pending_seen(self, pending: Sequence[PendingRemoval]) -> None:
-        """The pending and held removals the state store holds now (the daemon reads them every change poll)."""
-        self.pending_changed(sum(not p.held for p in pending), sum(p.held for p in pending))
-        self.oldest_pending_since(min((p.since for p in pending if not p.held), default=None))
-
-    # Gateway hooks
-
-    def on_request(self, method: str, endpoint: str, status: int | None, seconds: float) -> None:
+    def request_done(self, method: str, endpoint: str, status: int | None, seconds: float) -> None:
         self.request_latency.labels(method=method, endpoint=endpoint, status=str(status) if status else "none").observe(seconds)
-        if endpoint == self.token_endpoint and status in (400, 401):
-            self.auth_refusals.labels(request="token").inc()
-        elif endpoint != self.token_endpoint and status == 401:
-            self.auth_refusals.labels(request="api").inc()
 
-    def on_retry(self, endpoint: str, reason: str) -> None:
+    def retry_scheduled(self, endpoint: str, reason: str) -> None:
         self.retries.labels(endpoint=endpoint, reason=reason).inc()
+
+    def credentials_refused(self, request: str) -> None:
+        self.auth_refusals.labels(request=request).inc()

@@ -172,7 +172,9 @@ class _AdvisoryLock:
     def acquire(self, wait_seconds: float) -> bool:
         deadline = time.monotonic() + wait_seconds
         try:
-            self._engine = create_engine(self._url, hide_parameters=True, poolclass=NullPool, connect_args=_LOCK_CONNECTION_ARGS)
+            # An application_name the operator put in the URL wins (it tells replicas apart in pg_stat_activity).
+            args = {k: v for k, v in _LOCK_CONNECTION_ARGS.items() if not (k == "application_name" and k in self._url.query)}
+            self._engine = create_engine(self._url, hide_parameters=True, poolclass=NullPool, connect_args=args)
             self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             while True:
                 taken = self._conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}).scalar_one()

@@ -7,9 +7,11 @@ from typing import Any, Protocol
 
 import pytest
 import requests
+from pydantic import SecretStr
 
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway, PersonState
-from flagsync.adapters.one_http import HttpFlagGateway
+from flagsync.adapters.one.endpoint import OneEndpoint
+from flagsync.adapters.one.gateway import HttpFlagGateway
 from flagsync.core.model import INVOLVEMENT_TYPE, SERVICE_TEAM, Flag
 from flagsync.ports import FlagGateway
 from mocks.one.server import RunningMock, start_in_thread
@@ -130,10 +132,12 @@ def side(request: pytest.FixtureRequest) -> Iterator[tuple[FlagGateway, OneSide]
     with requests.Session() as session:
         assert session.post(f"{mock.url}/_mock/reset", timeout=TIMEOUT).status_code == 204
         gateway = HttpFlagGateway(
-            base_url=mock.url,
-            token_url=None,
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
+            OneEndpoint(
+                base_url=mock.url,
+                token_url=mock.url + "/connect/token",
+                client_id=CLIENT_ID,
+                client_secret=SecretStr(CLIENT_SECRET),
+            ),
             page_size=PAGE_SIZE,
             retry_attempts=2,
             retry_max_delay=0.1,

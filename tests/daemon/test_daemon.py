@@ -79,7 +79,7 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
     state = SqlStateStore(url, pseudonymizer)
     metrics = Metrics()
     service = SyncService(
-        source=source, gateway=one, state=state, rules=Rules(), lock=lambda: RunLock(url, wait_seconds=0), observer=metrics
+        source=source, gateway=one, state=state, rules=Rules(), lock=lambda: RunLock(url, wait_seconds=0), telemetry=metrics
     )
     app = App(settings, pseudonymizer, source, one, state, metrics, service, lambda: RunLock(url, wait_seconds=0))
     daemon = Daemon(app)
