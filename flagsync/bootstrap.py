@@ -34,6 +34,7 @@ class App:
     metrics: Metrics
     service: SyncService
     lock: Callable[[], AbstractContextManager[RunFence]]
+    leader_lock: RunLock  # the daemon's: held by the one active replica
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -129,7 +130,9 @@ def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
         lock=lock,
         telemetry=metrics,
     )
-    app = App(settings, pseudonymizer, source, gateway, state, metrics, service, lock)
+    app = App(
+        settings, pseudonymizer, source, gateway, state, metrics, service, lock, RunLock(state_url, wait_seconds=0, role="leader")
+    )
     app.closers += [gateway.close, state.close]
     if isinstance(source, SqlConsentSource):
         app.closers.append(source.close)

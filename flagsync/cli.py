@@ -23,10 +23,10 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from flagsync.core.model import Plan, is_valid_person_id
+from flagsync.core.model import Plan, RunOutcome, RunTrigger, is_valid_person_id
 from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, StateError
 from flagsync.logs import configure_logging, register_secret, safe_error_summary
-from flagsync.ports import PageProbe, RunOutcome, RunTrigger
+from flagsync.ports import PageProbe
 from flagsync.service import Phase, RunReport
 from flagsync.settings import REQUIRED_SETTINGS, STATE_READER_SETTINGS, Settings, load_settings, secret_values
 

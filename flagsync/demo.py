@@ -24,9 +24,9 @@ from pydantic import SecretStr
 
 from flagsync.bootstrap import build_app
 from flagsync.cli import print_plan, print_report
+from flagsync.core.model import RunTrigger
 from flagsync.errors import ConfigError
 from flagsync.logs import configure_logging
-from flagsync.ports import RunTrigger
 from flagsync.settings import AuditSettings, LogSettings, OneSettings, Settings, SourceSettings, StateSettings
 
 DEMO_CLIENT = ("flagsync-demo", "demo-secret-not-for-production")

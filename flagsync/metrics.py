@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from flagsync.ports import PendingRemoval, RunOutcome, RunTrigger
+from flagsync.core.model import RunOutcome, RunTrigger
+from flagsync.ports import PendingRemoval
 
 
 class Metrics:
@@ -58,6 +59,9 @@ class Metrics:
         )
         self.quarantined = Gauge(
             "flagsync_quarantined_records", "Consent records quarantined at the last full reconcile.", registry=r
+        )
+        self.leader = Gauge(
+            "flagsync_leader", "1 while this daemon is the active replica (holds the leader lock), else 0.", registry=r
         )
         self.daemon_start = Gauge("flagsync_daemon_start_timestamp_seconds", "When this daemon process started.", registry=r)
         self.full_interval = Gauge(

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from flagsync.core.model import Attention, Flag, QuarantinedRecord, SourceItem
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, RunOutcome, RunTrigger, SourceItem
 
 # --------------------------------------------------------------------------------------------
 # Consent source
@@ -116,23 +116,6 @@ class RunFence(Protocol):
 
 # --------------------------------------------------------------------------------------------
 # State store
-
-
-class RunOutcome(StrEnum):
-    CONVERGED = "converged"  # exit 0
-    CHANGES_FAILED = "changes_failed"  # exit 3
-    HELD = "held"  # exit 4
-    ERROR = "error"  # exit 1
-    INTERRUPTED = "interrupted"  # stopped by a signal (or the lost run lock) before it finished
-    ABANDONED = "abandoned"  # never recorded as finished (the process was killed); marked by the next run
-
-
-class RunTrigger(StrEnum):
-    OPERATOR = "operator"
-    OPERATOR_PERSON = "operator_person"
-    SCHEDULED_FULL = "scheduled_full"
-    CHANGE_POLL = "change_poll"
-    DEMO = "demo"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,27 +29,14 @@ from enum import StrEnum
 
 import structlog
 
-from flagsync.core.model import Flag, Plan, Rules, SourceItem
+from flagsync.core.model import Flag, Plan, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.planner import build_plan
 from flagsync.core.rule import Gathered, Gatherer
 from flagsync.core.schedule import settled_removals
 from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError, RunInterrupted
-from flagsync.ports import (
-    ConsentSource,
-    CreateOutcome,
-    FlagGateway,
-    NoTelemetry,
-    RunFence,
-    RunOutcome,
-    RunTrigger,
-    StateStore,
-    Telemetry,
-)
+from flagsync.ports import ConsentSource, CreateOutcome, FlagGateway, NoTelemetry, RunFence, StateStore, Telemetry
 
 log = structlog.get_logger("flagsync.service")
-
-#: Above this many changed people a change poll reads the whole source instead of person by person.
-PERSON_SCOPE_LIMIT = 200
 
 #: Confirmed changes are written to the audit trail at least this often, and in batches of at most this many.
 AUDIT_FLUSH_SECONDS = 1.0

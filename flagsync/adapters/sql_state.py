@@ -47,10 +47,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from flagsync.core.model import Attention, Flag, QuarantinedRecord
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, RunOutcome, RunTrigger
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import AuditEvent, PendingRemoval, ReportRow, RunOutcome, RunRecord, RunTrigger
+from flagsync.ports import AuditEvent, PendingRemoval, ReportRow, RunRecord
 
 #: Bumped whenever the tables change shape; a store written by another version is refused.
 SCHEMA_VERSION = "1"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from flagsync.settings import CONFIG_ENV_VAR, ENV_PREFIX, NESTED_DELIMITER, SECRETS_DIR_ENV_VAR, Settings
+from flagsync.settings import Settings
+from flagsync.settings.schema import CONFIG_ENV_VAR, ENV_PREFIX, NESTED_DELIMITER, SECRETS_DIR_ENV_VAR
 
 ROOT = Path(__file__).resolve().parents[2]
 

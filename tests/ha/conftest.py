@@ -22,7 +22,7 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
-from flagsync.adapters.run_lock import ADVISORY_LOCK_KEY
+from flagsync.adapters.run_lock import ADVISORY_LOCK_KEY, LEADER_LOCK_KEY
 from mocks.one.server import RunningMock, start_in_thread
 from tests.e2e.conftest import E2E, HMAC_KEY, TEAM, Run, flagsync_command, free_port
 from tests.postgres import SERVER, unavailable
@@ -152,8 +152,8 @@ http_port = {replica.port}
         assert replica.process is not None
         replica.run = self.world.finish(replica.process, logs_on_stdout=True, timeout=20)
 
-    def lock_holder(self) -> str | None:
-        """Which replica holds the run lock now (by its connection's application_name), or None."""
+    def lock_holder(self, key: int = ADVISORY_LOCK_KEY) -> str | None:
+        """Which replica holds the run lock (or the lock with `key`) now, by its connection's application_name, or None."""
         query = sa.text(
             "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
             "JOIN pg_database d ON d.oid = l.database "
@@ -161,12 +161,16 @@ http_port = {replica.port}
             "AND l.classid = CAST(:high AS oid) AND l.objid = CAST(:low AS oid) AND l.objsubid = 1"
         )
         # A bigint advisory key shows in pg_locks as its high and low 32 bits (objsubid 1).
-        key = ADVISORY_LOCK_KEY & 0xFFFFFFFFFFFFFFFF
-        params = {"db": self.state_db, "high": key >> 32, "low": key & 0xFFFFFFFF}
+        unsigned = key & 0xFFFFFFFFFFFFFFFF
+        params = {"db": self.state_db, "high": unsigned >> 32, "low": unsigned & 0xFFFFFFFF}
         with self.admin.connect() as conn:
             holders = [row[0] for row in conn.execute(query, params)]
         assert len(holders) <= 1, f"two holders of one advisory lock: {holders}"
         return holders[0].removeprefix("flagsync-") if holders else None
+
+    def leader(self) -> str | None:
+        """Which replica leads now (holds the leader lock), or None."""
+        return self.lock_holder(LEADER_LOCK_KEY)
 
 
 def _answers(replica: Replica) -> bool:

@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from flagsync.adapters.sql_state import SqlStateStore
-from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, Verdict
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, RunOutcome, RunTrigger, Verdict
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import RunOutcome, RunTrigger
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
