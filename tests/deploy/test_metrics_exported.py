@@ -13,6 +13,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from mocks.one.control import MockControl
 from mocks.one.server import start_in_thread
 from tests.deploy.settings_names import ROOT
 from tests.e2e.conftest import CLIENT_ID, CLIENT_SECRET, E2E, TEAM, ago, free_port, record
@@ -86,8 +87,8 @@ def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[E2E]:
-    with start_in_thread(clients={CLIENT_ID: (CLIENT_SECRET, TEAM)}, seed=5) as mock, requests.Session() as http:
-        world = E2E(tmp_path, mock, http)
+    with start_in_thread(clients={CLIENT_ID: (CLIENT_SECRET, TEAM)}, seed=5) as mock, MockControl(mock.url) as control:
+        world = E2E(tmp_path, mock, control)
         yield world
         world.assert_private()
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from flagsync.adapters.run_lock import ADVISORY_LOCK_KEY, LEADER_LOCK_KEY
+from mocks.one.control import MockControl
 from mocks.one.server import RunningMock, start_in_thread
 from tests.e2e.conftest import E2E, HMAC_KEY, TEAM, Run, flagsync_command, free_port
 from tests.postgres import SERVER, unavailable
@@ -196,8 +197,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     clients = {f"flagsync-ha-{r}": (CLIENT_SECRET, TEAM) for r in REPLICAS}
     mock: RunningMock
     try:
-        with start_in_thread(clients=clients, seed=3) as mock, requests.Session() as http:
-            cluster = Cluster(E2E(tmp_path, mock, http), name, admin)
+        with start_in_thread(clients=clients, seed=3) as mock, MockControl(mock.url) as control:
+            cluster = Cluster(E2E(tmp_path, mock, control), name, admin)
             try:
                 yield cluster
             finally:
