@@ -101,9 +101,7 @@ def fold_memory(figures: Figures, people: int) -> None:
     tracemalloc.stop()
     if len(plan.adds) != len(range(0, people, 10)):
         raise RuntimeError(f"the plan has {len(plan.adds)} adds, expected {len(range(0, people, 10))}")
-    figures.add(
-        "core.fold_bytes_per_person", held / people, "B", target=f"<= {FOLD_LIMIT:.0f} B", ok=held / people <= FOLD_LIMIT
-    )
+    figures.add("core.fold_bytes_per_person", held / people, "B", target=f"<= {FOLD_LIMIT:.0f} B", ok=held / people <= FOLD_LIMIT)
     figures.add("core.plan_peak_bytes_per_person", peak / people, "B (result + build_plan, above the fold)")
 
 
