@@ -4,7 +4,8 @@ Each size gets its own mock and workspace: a SQLite consent table of N rows (one
 personal-data columns beside the contract ones), a converging `sync` (N/10 creates), then the measured
 commands as CLI subprocesses: `plan --json`, a no-change `sync --json` (zero writes checked in the mock
 journal) and `sync --person` three times, each after a changed decision for that person (one write each).
-Wall time and peak RSS are of the `flagsync` subprocess alone (os.wait4 rusage), start-up included.
+Wall time, CPU time (user + system) and peak RSS are of the `flagsync` subprocess alone (os.wait4
+rusage), start-up included; CPU time is the steadier figure on a shared machine.
 
 Then one no-change sync in-process (build_app + SyncService.sync, the same code the CLI runs) with the
 progress callback's timestamps splits its time into reading the consent records (read and fold), listing
@@ -82,6 +83,7 @@ def measure(figures: Figures, records: int) -> dict[str, float]:
         who = 4240  # granted (a multiple of 10) and flagged after the converging run
         pid = benchlib.person_id(who)
         person_walls: list[float] = []
+        person_cpu: list[float] = []
         person_rss: list[float] = []
         for n in range(PERSON_RUNS):
             benchlib.record_decision(ws.consent_db, who, "withdrawn" if n % 2 == 0 else "granted", tag=f"scale-{n}")
@@ -90,6 +92,7 @@ def measure(figures: Figures, records: int) -> dict[str, float]:
             if result.code != 0 or counts["adds"] + counts["removes"] != 1:
                 raise RuntimeError(f"person sync {n} did not write once (exit {result.code}, {counts})")
             person_walls.append(result.wall_s)
+            person_cpu.append(result.cpu_s)
             person_rss.append(result.max_rss_mb)
         # Put the person back as converged (granted, with a flag) before the in-process no-change run.
         if PERSON_RUNS % 2 == 1:
@@ -100,15 +103,18 @@ def measure(figures: Figures, records: int) -> dict[str, float]:
         flags = len(mock.active_flags())
     ok_plan = plan.code in (0, 2)
     figures.add(f"{tag}.plan_wall", plan.wall_s, "s", ok=ok_plan)
+    figures.add(f"{tag}.plan_cpu", plan.cpu_s, "s")
     figures.add(f"{tag}.plan_rss", plan.max_rss_mb, "MB", target=f"< {RSS_LIMIT_MB:.0f} MB", ok=plan.max_rss_mb < RSS_LIMIT_MB)
     nochange_ok = again.code == 0 and (records < 1_000_000 or again.wall_s <= NOCHANGE_LIMIT_S)
     target = f"<= {NOCHANGE_LIMIT_S:.0f} s at 1M" if records >= 1_000_000 else ""
     figures.add(f"{tag}.nochange_sync_wall", again.wall_s, "s", target=target, ok=nochange_ok)
+    figures.add(f"{tag}.nochange_sync_cpu", again.cpu_s, "s")
     figures.add(
         f"{tag}.nochange_sync_rss", again.max_rss_mb, "MB", target=f"< {RSS_LIMIT_MB:.0f} MB", ok=again.max_rss_mb < RSS_LIMIT_MB
     )
     figures.add(f"{tag}.nochange_sync_writes", writes, "requests (token excluded)", target="0", ok=writes == 0)
     figures.add(f"{tag}.person_sync_wall_median", statistics.median(person_walls), "s", target="< 2 s")
+    figures.add(f"{tag}.person_sync_cpu_median", statistics.median(person_cpu), "s")
     figures.add(f"{tag}.person_sync_rss_max", max(person_rss), "MB")
     figures.add(f"{tag}.inprocess_nochange_total", split["total"], "s")
     figures.add(f"{tag}.inprocess_read_records", split["read"], "s")
@@ -117,10 +123,13 @@ def measure(figures: Figures, records: int) -> dict[str, float]:
     figures.add(f"{tag}.flags_in_one", flags, "", target=str(len(granted)), ok=flags == len(granted))
     row.update(
         plan_s=plan.wall_s,
+        plan_cpu=plan.cpu_s,
         plan_mb=plan.max_rss_mb,
         sync_s=again.wall_s,
+        sync_cpu=again.cpu_s,
         sync_mb=again.max_rss_mb,
         person_s=statistics.median(person_walls),
+        person_cpu=statistics.median(person_cpu),
         person_mb=max(person_rss),
         read_s=split["read"],
         list_s=split["list"],
@@ -136,10 +145,11 @@ def table(rows: list[dict[str, float]]) -> str:
         "|---:|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(
-            f"| {int(r['records']):,} | {r['plan_s']:.1f} s, {r['plan_mb']:.0f} MB | {r['sync_s']:.1f} s, {r['sync_mb']:.0f} MB "
-            f"| {r['person_s']:.2f} s, {r['person_mb']:.0f} MB | {r['read_s']:.1f} / {r['list_s']:.1f} / {r['rest_s']:.1f} s |"
-        )
+        plan = f"{r['plan_s']:.1f} s (CPU {r['plan_cpu']:.1f} s), {r['plan_mb']:.0f} MB"
+        sync = f"{r['sync_s']:.1f} s (CPU {r['sync_cpu']:.1f} s), {r['sync_mb']:.0f} MB"
+        person = f"{r['person_s']:.2f} s (CPU {r['person_cpu']:.2f} s), {r['person_mb']:.0f} MB"
+        split = f"{r['read_s']:.1f} / {r['list_s']:.1f} / {r['rest_s']:.1f} s"
+        lines.append(f"| {int(r['records']):,} | {plan} | {sync} | {person} | {split} |")
     return "\n".join(lines)
 
 

@@ -448,6 +448,8 @@ class CliRun:
     max_rss_mb: float
     stdout: str
     stderr: str
+    cpu_s: float = 0.0  # user + system CPU time of the process
+
 
     def json(self) -> Any:
         return json.loads(self.stdout)
@@ -468,7 +470,8 @@ def run_cli(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: 
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return CliRun(proc.returncode, wall, usage.ru_maxrss / 1024.0, out.read().decode(), err.read().decode())
+        cpu = usage.ru_utime + usage.ru_stime
+        return CliRun(proc.returncode, wall, usage.ru_maxrss / 1024.0, out.read().decode(), err.read().decode(), cpu)
 
 
 def _kill_group(pid: int) -> None:
