@@ -62,6 +62,24 @@ def _split(ws: benchlib.Workspace) -> dict[str, float]:
     return {"total": ended - started, "read": read, "list": listing, "rest": ended - started - read - listing}
 
 
+def _person_runs(ws: benchlib.Workspace, who: int) -> tuple[list[float], list[float], list[float]]:
+    """`sync --person` PERSON_RUNS times, each after a changed decision (one write each): wall, CPU, peak RSS."""
+    pid = benchlib.person_id(who)
+    walls: list[float] = []
+    cpu: list[float] = []
+    rss: list[float] = []
+    for n in range(PERSON_RUNS):
+        benchlib.record_decision(ws.consent_db, who, "withdrawn" if n % 2 == 0 else "granted", tag=f"scale-{n}")
+        result = ws.cli("sync", "--person", pid, "--json")
+        counts = result.json()["counts"]
+        if result.code != 0 or counts["adds"] + counts["removes"] != 1:
+            raise RuntimeError(f"person sync {n} did not write once (exit {result.code}, {counts})")
+        walls.append(result.wall_s)
+        cpu.append(result.cpu_s)
+        rss.append(result.max_rss_mb)
+    return walls, cpu, rss
+
+
 def measure(figures: Figures, records: int) -> dict[str, float]:
     """All figures for one table size; returns them for the table."""
     granted = range(0, records, 10)
@@ -82,18 +100,7 @@ def measure(figures: Figures, records: int) -> dict[str, float]:
         )
         who = 4240  # granted (a multiple of 10) and flagged after the converging run
         pid = benchlib.person_id(who)
-        person_walls: list[float] = []
-        person_cpu: list[float] = []
-        person_rss: list[float] = []
-        for n in range(PERSON_RUNS):
-            benchlib.record_decision(ws.consent_db, who, "withdrawn" if n % 2 == 0 else "granted", tag=f"scale-{n}")
-            result = ws.cli("sync", "--person", pid, "--json")
-            counts = result.json()["counts"]
-            if result.code != 0 or counts["adds"] + counts["removes"] != 1:
-                raise RuntimeError(f"person sync {n} did not write once (exit {result.code}, {counts})")
-            person_walls.append(result.wall_s)
-            person_cpu.append(result.cpu_s)
-            person_rss.append(result.max_rss_mb)
+        person_walls, person_cpu, person_rss = _person_runs(ws, who)
         # Put the person back as converged (granted, with a flag) before the in-process no-change run.
         if PERSON_RUNS % 2 == 1:
             benchlib.record_decision(ws.consent_db, who, "granted", tag="scale-back")

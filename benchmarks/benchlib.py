@@ -450,7 +450,6 @@ class CliRun:
     stderr: str
     cpu_s: float = 0.0  # user + system CPU time of the process
 
-
     def json(self) -> Any:
         return json.loads(self.stdout)
 
