@@ -74,6 +74,7 @@ _E = TypeVar("_E", Decision, ConsentedBy, CaseStatus)
 
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
+_BOOLEANS: Mapping[str, bool] = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 _DATE_LENGTH = 10  # what _DATE matches, always
@@ -267,7 +268,9 @@ _CASE_STATUSES: Mapping[str, CaseStatus] = {member.value: member for member in C
 
 
 def _text(value: object) -> str | None:
-    """`normalize_text`, with the common case (a str) first."""
+    """`normalize_text`, with the common cases (None, a str) first."""
+    if value is None:
+        return None
     if value.__class__ is str:
         text = value.strip()
         return text or None
@@ -289,6 +292,8 @@ def _member(value: object, members: Mapping[str, _E], bad: QuarantineReason, col
 
 
 def _boolean(value: object) -> bool | None:
+    if value is None:
+        return None
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -297,11 +302,10 @@ def _boolean(value: object) -> bool | None:
     if text is None:
         return None
     key = text.lower() if isinstance(value, str) else None
-    if key in _TRUE:
-        return True
-    if key in _FALSE:
-        return False
-    raise _Rejected(QuarantineReason.BAD_BOOLEAN, "informed")
+    flag = _BOOLEANS.get(key) if key is not None else None
+    if flag is None:
+        raise _Rejected(QuarantineReason.BAD_BOOLEAN, "informed")
+    return flag
 
 
 def _timestamp(value: object, zone: ZoneInfo, column: str, *, dates_allowed: bool) -> datetime | None:

@@ -161,6 +161,7 @@ def _quarantine_order(record: QuarantinedRecord) -> tuple[str, str, str, str]:
 #: record id starts in the record id bytes, its length in bytes, the consent version's number
 #: (0: none), and the bits below.
 _ROW = struct.Struct("<qqqQHHH")
+_ROW_SIZE = _ROW.size
 _NONE = -(2**63)
 _DECISION_BITS = 0x3  # 0: no valid record yet, else 1 + the decision's rank (granted 1, refused 2, withdrawn 3)
 _INFORMED_SHIFT = 2  # 0: None, 1: False, 2: True
@@ -249,7 +250,7 @@ class _Store:
         if added:
             self.rows += _ROW.pack(_NONE, _NONE, _NONE, 0, 0, 0, _UNCERTAIN)
             return
-        offset = number * _ROW.size
+        offset = number * _ROW_SIZE
         fields = _ROW.unpack_from(self.rows, offset)
         _ROW.pack_into(self.rows, offset, *fields[:6], fields[6] | _UNCERTAIN)
 
@@ -257,78 +258,73 @@ class _Store:
         """Take `record` into account for its person: it becomes the deciding record if more decisive."""
         number, added = self.people.add(person_id)
         if added:
-            self.rows += b"\0" * _ROW.size
-            self._set(number, record, 0)
+            self.rows += self._packed(number, record, 0, 0, 0)
             return
-        offset = number * _ROW.size
-        recorded, expires, _updated, _start, _length, _version, bits = _ROW.unpack_from(self.rows, offset)
+        offset = number * _ROW_SIZE
+        recorded, expires, _updated, start, length, _version, bits = _ROW.unpack_from(self.rows, offset)
         code = bits & _DECISION_BITS
         if code == 0:  # only invalid records so far
-            self._set(number, record, bits & _UNCERTAIN)
+            self.rows[offset : offset + _ROW_SIZE] = self._packed(number, record, bits & _UNCERTAIN, start, length)
             return
         if not bits & _WHOLE and _exact_utc(record.recorded_at):
             new_recorded = self.micros(record.recorded_at)
             if new_recorded != recorded:  # the common case: the later record wins, no need to rebuild anything
                 if new_recorded > recorded:
-                    self._set(number, record, bits & _UNCERTAIN)
+                    self.rows[offset : offset + _ROW_SIZE] = self._packed(number, record, bits & _UNCERTAIN, start, length)
                 return
             new_rank = _restrictiveness(record)
             old_rank = _compact_restrictiveness(code, bits, expires)
             if new_rank != old_rank:
                 if new_rank > old_rank:
-                    self._set(number, record, bits & _UNCERTAIN)
+                    self.rows[offset : offset + _ROW_SIZE] = self._packed(number, record, bits & _UNCERTAIN, start, length)
                 return
         current = self.deciding(number)
         assert current is not None  # code != 0 means there is a deciding record
         if more_decisive(current, record) is record and record is not current:
-            self._set(number, record, bits & _UNCERTAIN)
+            self.rows[offset : offset + _ROW_SIZE] = self._packed(number, record, bits & _UNCERTAIN, start, length)
 
-    def _set(self, number: int, record: ConsentRecord, kept_bits: int) -> None:
-        """Make `record` the deciding record of person `number`, keeping the bits in `kept_bits`."""
-        offset = number * _ROW.size
+    def _packed(self, number: int, record: ConsentRecord, kept_bits: int, start: int, length: int) -> bytes:
+        """The row making `record` the deciding record of person `number`, keeping the bits in `kept_bits`.
+
+        `start` and `length` locate the person's previous record id, whose room a new id no longer
+        than it reuses (the ids of one source tend to share a length).
+        """
+        recorded, expires, updated = record.recorded_at, record.expires_at, record.updated_at
+        informed, consented_by, record_id = record.informed, record.consented_by, record.record_id
         version = self._version_number(record.consent_version)
-        compact = (
+        if not (
             version is not None
-            and _exact_utc(record.recorded_at)
-            and _exact_utc(record.expires_at)
-            and _exact_utc(record.updated_at)
-            and type(record.record_id) is str
-            and type(record.decision) is Decision
-            and type(record.case_status) is CaseStatus
-            and (record.informed is None or type(record.informed) is bool)
-            and (record.consented_by is None or type(record.consented_by) is ConsentedBy)
-        )
-        if not compact or version is None:
+            and recorded.__class__ is datetime
+            and recorded.tzinfo is UTC
+            and not recorded.fold
+            and (expires is None or (expires.__class__ is datetime and expires.tzinfo is UTC and not expires.fold))
+            and (updated is None or (updated.__class__ is datetime and updated.tzinfo is UTC and not updated.fold))
+            and record_id.__class__ is str
+            and record.decision.__class__ is Decision
+            and record.case_status.__class__ is CaseStatus
+            and (informed is None or informed.__class__ is bool)
+            and (consented_by is None or consented_by.__class__ is ConsentedBy)
+        ):
             self.whole[number] = record
-            bits = kept_bits | _WHOLE | _DECISION_CODE.get(record.decision, 1)
-            _ROW.pack_into(self.rows, offset, _NONE, _NONE, _NONE, 0, 0, 0, bits)
-            return
-        self.whole.pop(number, None)
-        encoded = record.record_id.encode("utf-8", "surrogatepass")
-        _, _, _, start, length, _, _ = _ROW.unpack_from(self.rows, offset)
-        if len(encoded) <= length:  # reuse the old record id's room (ids of one source tend to share a length)
-            self.record_ids[start : start + len(encoded)] = encoded
+            return _ROW.pack(_NONE, _NONE, _NONE, 0, 0, 0, kept_bits | _WHOLE | _DECISION_CODE.get(record.decision, 1))
+        if self.whole:
+            self.whole.pop(number, None)
+        encoded = record_id.encode("utf-8", "surrogatepass")
+        size = len(encoded)
+        if size <= length:
+            self.record_ids[start : start + size] = encoded
         else:
             start = len(self.record_ids)
             self.record_ids += encoded
-        bits = (
-            kept_bits
-            | _DECISION_CODE[record.decision]
-            | (0 if record.informed is None else _INFORMED_TRUE if record.informed else 1) << _INFORMED_SHIFT
-            | (0 if record.consented_by is None else _CONSENTED_CODE[record.consented_by]) << _CONSENTED_SHIFT
-            | (_CLOSED if record.case_status is CaseStatus.CLOSED else 0)
-        )
-        _ROW.pack_into(
-            self.rows,
-            offset,
-            self.micros(record.recorded_at),
-            self.micros(record.expires_at),
-            self.micros(record.updated_at),
-            start,
-            len(encoded),
-            version,
-            bits,
-        )
+        bits = kept_bits | _DECISION_CODE[record.decision]
+        if informed is not None:
+            bits |= (_INFORMED_TRUE if informed else 1) << _INFORMED_SHIFT
+        if consented_by is not None:
+            bits |= _CONSENTED_CODE[consented_by] << _CONSENTED_SHIFT
+        if record.case_status is CaseStatus.CLOSED:
+            bits |= _CLOSED
+        micros = self.micros
+        return _ROW.pack(micros(recorded), micros(expires), micros(updated), start, size, version, bits)
 
     def _version_number(self, version: str | None) -> int | None:
         """The number of a consent version (0 for none); None when the table is full or the value is odd."""
@@ -348,7 +344,7 @@ class _Store:
     # ---- reading
 
     def fields(self, number: int) -> tuple[int, int, int, int, int, int, int]:
-        values: tuple[int, int, int, int, int, int, int] = _ROW.unpack_from(self.rows, number * _ROW.size)
+        values: tuple[int, int, int, int, int, int, int] = _ROW.unpack_from(self.rows, number * _ROW_SIZE)
         return values
 
     def uncertain(self, number: int) -> bool:
@@ -391,7 +387,7 @@ class _Store:
 
     def verdict_of(self, number: int, now_micros: int, now: datetime, rules: Rules, accepted: frozenset[int]) -> Verdict:  # noqa: PLR0911  # one return per step of the rule, as in verdict()
         """`verdict` for person `number` from the compact fields (`accepted`: numbers of the accepted versions)."""
-        _, expires, _, _, _, version, bits = _ROW.unpack_from(self.rows, number * _ROW.size)
+        _, expires, _, _, _, version, bits = _ROW.unpack_from(self.rows, number * _ROW_SIZE)
         if bits & _UNCERTAIN:
             return Verdict.UNCERTAIN
         if bits & _WHOLE:
