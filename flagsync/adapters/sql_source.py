@@ -8,9 +8,41 @@ parameters or the URL; the engine also hides parameters from SQLAlchemy's own me
 Streaming: rows come from a server-side cursor where the driver has one (PostgreSQL), in batches
 of `BATCH_SIZE`, so a large table never sits in memory at once.
 
-Duplicate record ids are found by the database itself (GROUP BY record id HAVING COUNT(*) > 1,
-joined back onto the rows in the same statement, so every occurrence is quarantined). They are
-compared as stored, with the database's own equality.
+Duplicate record ids are found by the database itself, compared as stored with the database's own
+equality, so every occurrence is quarantined. A primary key, unique constraint or (non-partial)
+unique index on the record id column alone makes them impossible, and then no query is spent on
+them. Otherwise a whole read joins GROUP BY record id HAVING COUNT(*) > 1 onto the rows, and a
+person's read counts each of its rows' record id (one lookup in the record id index per row).
+
+Person reads (`read_person`) cost the same at any table size and never miss a record that
+`read_all` attributes to the person. `read_all` attributes a row to a person by its stripped text
+(Python's str.strip(), so ' P1001 ', '\tP1001' and 'P1001\u3000' all name P1001), so an exact
+match alone would miss a padded withdrawal and let a person sync see only an older grant. The
+person query is therefore an OR of index range probes, and Python keeps exactly the rows whose
+parsed person id is the one asked for:
+
+- the exact value;
+- values starting with whitespace: every character strip() removes is in '\t'..' ' or
+  '\x85'..'\u3000', and no person id starts with one, so two ranges hold them all (in a sound
+  table they are empty);
+- the person id followed by whitespace: the ranges (id, id + '!') and [id + '\x85', id + '\u3001');
+- SQLite only (any column holds any type there): blobs (all sort after text, decoded like text),
+  and the integer or real whose text is the id ('1001', 'inf').
+
+PostgreSQL compares text by the column's collation, and a linguistic one sorts ' P1001' next to
+'P1001' (spaces ignored), which would defeat the ranges; so the comparisons carry COLLATE "C"
+(byte order) unless the column's own collation is already "C" or "POSIX". An integer person id
+column is matched by value. Any other column type, another database, a SQLite database not in
+UTF-8 or a column with a custom collation falls back to reading every row (correct, not
+index-backed). The indexes that make person reads index-backed (see
+docs/consent-source-indexes.md):
+
+    -- SQLite (and PostgreSQL when the column's collation is "C" or "POSIX")
+    CREATE INDEX consent_records_person_id ON consent_records (person_id);
+    -- PostgreSQL, any other collation (the database default included)
+    CREATE INDEX consent_records_person_id_c ON consent_records (person_id COLLATE "C");
+    -- both, unless record_id is the primary key or unique
+    CREATE INDEX consent_records_record_id ON consent_records (record_id);
 
 Change detection (`changes_since`), chosen by whether the table has an `updated_at` column:
 
