@@ -49,17 +49,23 @@ class KeyTable:
     def add(self, key: str) -> tuple[int, bool]:
         """The number of `key`, adding it first if new; the bool says whether it was added."""
         short = hash(key) & _HASH_MASK
-        encoded = _encode(key)
-        found, slot = self._find(key, short, encoded)
-        if found != _EMPTY:
-            return found, False
+        encoded = key.encode("utf-8", "surrogatepass")
+        slots, hashes, starts, keys, mask = self._slots, self._hashes, self._starts, self._keys, self._mask
+        slot = short & mask
+        while True:  # _find, inlined: this is the fold's hot path
+            number = slots[slot]
+            if number == _EMPTY:
+                break
+            if hashes[number] == short and keys[starts[number] : starts[number + 1]] == encoded:
+                return number, False
+            slot = (slot + 1) & mask
         number = self._count
-        self._keys += encoded
-        self._starts.append(len(self._keys))
-        self._hashes.append(short)
-        self._slots[slot] = number
+        keys += encoded
+        starts.append(len(keys))
+        hashes.append(short)
+        slots[slot] = number
         self._count = number + 1
-        if 3 * self._count > 2 * len(self._slots):
+        if 3 * self._count > 2 * len(slots):
             self._grow()
         return number, True
 
