@@ -28,10 +28,12 @@ ahead and `guard_tripped` stays False (it means "removals are being held").
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from itertools import groupby
+from operator import attrgetter
 
 from flagsync.core.model import ATTENTION_VERDICTS, Attention, Flag, Plan, Rules, Verdict
 from flagsync.core.rule import Gathered, _Store, compact_store, verdict
@@ -40,6 +42,7 @@ __all__ = ["build_plan", "guard_trips", "verdict_counts"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+_person_of = attrgetter("person_id")
 
 
 def guard_trips(removals: int, current_flags: int | None, rules: Rules) -> bool:
@@ -72,28 +75,34 @@ def build_plan(
     def in_scope(person_id: str) -> bool:
         return scope is None or person_id in scope
 
-    flags_by_person: dict[str, list[Flag]] = defaultdict(list)
-    for flag in set(current):  # One may list a flag twice (paging); it is still one flag
-        if in_scope(flag.person_id):
-            flags_by_person[flag.person_id].append(flag)
-    considered_flags = sum(len(flags) for flags in flags_by_person.values())
+    # Our flags grouped by person (a sort on the person id the flags already hold, no per-person
+    # containers: a million-person run lists a hundred thousand flags). One may list a flag twice
+    # (paging); it is still one flag.
+    flags = [flag for flag in current if in_scope(flag.person_id)]
+    flags.sort(key=_person_of)
+    flagged: list[str] = []
+    considered_flags = 0
+    for person_id, group in groupby(flags, key=_person_of):
+        flagged.append(person_id)
+        considered_flags += len(set(group))
 
     store = compact_store(gathered)
     verdicts: Mapping[str, Verdict]
     if store is None:
         verdicts, wanted, attention = _decide_each(gathered, now, rules, in_scope)
-        adds = sorted(wanted - flags_by_person.keys())
+        adds = sorted(wanted.difference(flagged))
     else:
-        verdicts, wanted, adds, attention = _decide_compact(store, flags_by_person, now, rules, scope)
+        verdicts, wanted, adds, attention = _decide_compact(store, flagged, now, rules, scope)
     unchanged: list[str] = []
     removals: list[Flag] = []
-    for person_id, flags in flags_by_person.items():
-        flags.sort()
+    for person_id, group in groupby(flags, key=_person_of):
+        distinct = sorted(set(group))  # the lowest involvement id first
         if person_id in wanted:
             unchanged.append(person_id)
-            removals.extend(flags[1:])
+            removals.extend(distinct[1:])
         else:
-            removals.extend(flags)
+            removals.extend(distinct)
+    del flags
     removals.sort()
 
     if scope is None:
@@ -146,7 +155,7 @@ def _decide_each(
 
 
 def _decide_compact(
-    store: _Store, flags_by_person: Mapping[str, list[Flag]], now: datetime, rules: Rules, scope: frozenset[str] | None
+    store: _Store, flagged: Iterable[str], now: datetime, rules: Rules, scope: frozenset[str] | None
 ) -> tuple[_CompactVerdicts, set[str], list[str], list[Attention]]:
     """The same from the fold's compact store, building a person id string only for what the plan lists.
 
@@ -154,26 +163,26 @@ def _decide_compact(
     want their flag, the people to add (sorted) and the attention list (in person id order).
     """
     verdicts = _CompactVerdicts(store, now, rules, scope)
+    decide_one = verdicts.of_number
     people = store.people
+    has_flag = bytearray(len(people))
+    wanted: set[str] = set()
+    for person_id in flagged:
+        number = people.index(person_id)
+        if number >= 0:
+            has_flag[number] = 1
+            if decide_one(number) is Verdict.GRANTED:
+                wanted.add(person_id)
     if scope is None:
         numbers: Iterable[int] = range(len(people))
     else:
         numbers = sorted(n for n in (people.index(p) for p in scope) if n >= 0)
-    flagged = bytearray(len(people))
-    for person_id in flags_by_person:
-        number = people.index(person_id)
-        if number >= 0:
-            flagged[number] = 1
-    wanted: set[str] = set()
     adds: list[str] = []
     attention: list[Attention] = []
-    decide_one = verdicts.of_number
     for number in numbers:
         person_verdict = decide_one(number)
         if person_verdict is Verdict.GRANTED:
-            if flagged[number]:
-                wanted.add(people.key(number))
-            else:
+            if not has_flag[number]:
                 adds.append(people.key(number))
         elif person_verdict in ATTENTION_VERDICTS:
             record_id = store.record_id(number)
