@@ -156,7 +156,7 @@ class RowParser:
     result for up to `TIMESTAMP_CACHE_SIZE` distinct texts, forgetting them all when full.
     """
 
-    __slots__ = ("_date_times", "_dates_allowed", "_future_limit", "now", "zone")
+    __slots__ = ("_date_times", "_dates_allowed", "_future_limit", "_rejected", "now", "zone")
 
     def __init__(self, *, now: datetime, zone: ZoneInfo) -> None:
         if now.utcoffset() is None:
@@ -164,8 +164,11 @@ class RowParser:
         self.now = now
         self.zone = zone
         self._future_limit = now + FUTURE_TOLERANCE
-        self._date_times: dict[str, datetime | _Rejected] = {}
-        self._dates_allowed: dict[str, datetime | _Rejected] = {}
+        # Accepted texts, per kind of column (a plain date is accepted only where dates are allowed).
+        self._date_times: dict[str, datetime] = {}
+        self._dates_allowed: dict[str, datetime] = {}
+        # Rejected texts, per kind of column: (kind, text) -> the rejection.
+        self._rejected: dict[tuple[bool, str], _Rejected] = {}
 
     def parse(self, values: Sequence[object], duplicate: bool = False) -> SourceItem:
         """One row's values (contract order) as a record or a quarantined record; never raises for any content."""
@@ -176,7 +179,7 @@ class RowParser:
             kept_record_id = record_id if record_id is not None and len(record_id) <= MAX_RECORD_ID_LENGTH else None
             return QuarantinedRecord(kept_record_id, normalize_person_id(values[1]), rejected.reason, rejected.column)
 
-    def _validate(self, values: Sequence[object], record_id: str | None, duplicate: bool) -> ConsentRecord:
+    def _validate(self, values: Sequence[object], record_id: str | None, duplicate: bool) -> ConsentRecord:  # noqa: PLR0912, PLR0915 - one step per rule, in the documented order
         if record_id is None:
             raise _Rejected(QuarantineReason.MISSING_FIELD, "record_id")
         if len(record_id) > MAX_RECORD_ID_LENGTH:
@@ -188,28 +191,44 @@ class RowParser:
         if person_id is not None and not is_valid_person_id(person_id):
             raise _Rejected(QuarantineReason.BAD_PERSON_ID, "person_id")
 
-        decision = _member(values[2], _DECISIONS, QuarantineReason.BAD_DECISION, "decision")
+        raw = values[2]
+        decision = _DECISION_SPELLINGS.get(raw) if raw.__class__ is str else None
+        if decision is None:
+            decision = _member(raw, _DECISIONS, QuarantineReason.BAD_DECISION, "decision")
         if decision is None:
             raise _Rejected(QuarantineReason.MISSING_FIELD, "decision")
         granted = decision is Decision.GRANTED
 
-        informed = _boolean(values[3])
+        raw = values[3]
+        informed = _BOOLEAN_SPELLINGS[raw] if raw.__class__ is str and raw in _BOOLEAN_SPELLINGS else _boolean(raw)
         if informed is None and granted:
             raise _Rejected(QuarantineReason.MISSING_FIELD, "informed")
 
-        consented_by = _member(values[4], _CONSENTED_BY, QuarantineReason.BAD_CONSENTED_BY, "consented_by", spaced=True)
+        raw = values[4]
+        consented_by = _CONSENTED_BY_SPELLINGS.get(raw) if raw.__class__ is str else None
+        if consented_by is None:
+            consented_by = _member(raw, _CONSENTED_BY, QuarantineReason.BAD_CONSENTED_BY, "consented_by", spaced=True)
         if consented_by is None and granted:
             raise _Rejected(QuarantineReason.MISSING_FIELD, "consented_by")
 
-        recorded_at = self._timestamp(values[5], "recorded_at", self._date_times)
+        raw = values[5]
+        recorded_at = self._date_times.get(raw) if raw.__class__ is str else None
+        if recorded_at is None:
+            recorded_at = self._timestamp(raw, "recorded_at", self._date_times)
         if recorded_at is None:
             raise _Rejected(QuarantineReason.MISSING_FIELD, "recorded_at")
         if recorded_at > self._future_limit:
             raise _Rejected(QuarantineReason.FUTURE_TIMESTAMP, "recorded_at")
 
-        expires_at = self._timestamp(values[6], "expires_at", self._dates_allowed)
+        raw = values[6]
+        expires_at = self._dates_allowed.get(raw) if raw.__class__ is str else None
+        if expires_at is None:
+            expires_at = self._timestamp(raw, "expires_at", self._dates_allowed)
 
-        case_status = _member(values[7], _CASE_STATUSES, QuarantineReason.BAD_CASE_STATUS, "case_status")
+        raw = values[7]
+        case_status = _CASE_STATUS_SPELLINGS.get(raw) if raw.__class__ is str else None
+        if case_status is None:
+            case_status = _member(raw, _CASE_STATUSES, QuarantineReason.BAD_CASE_STATUS, "case_status")
         if case_status is None:
             raise _Rejected(QuarantineReason.MISSING_FIELD, "case_status")
 
@@ -217,7 +236,10 @@ class RowParser:
         if consent_version is not None and len(consent_version) > MAX_CONSENT_VERSION_LENGTH:
             raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "consent_version")
 
-        updated_at = self._timestamp(values[9], "updated_at", self._date_times)
+        raw = values[9]
+        updated_at = self._date_times.get(raw) if raw.__class__ is str else None
+        if updated_at is None:
+            updated_at = self._timestamp(raw, "updated_at", self._date_times)
 
         return _new_record(
             record_id,
@@ -232,26 +254,31 @@ class RowParser:
             updated_at,
         )
 
-    def _timestamp(self, value: object, column: str, cache: dict[str, datetime | _Rejected]) -> datetime | None:
-        """`_timestamp` for this parser's zone, remembering the answer for each text (the column only names a failure)."""
-        if value is None:
-            return None
+    def _timestamp(self, value: object, column: str, accepted: dict[str, datetime]) -> datetime | None:
+        """`_timestamp` for this parser's zone, remembering the answer for each text (the column only names a failure).
+
+        `accepted` is the cache of the column's kind; the caller has already looked the text up there.
+        """
+        dates_allowed = accepted is self._dates_allowed
         if value.__class__ is not str:
-            return _timestamp(value, self.zone, column, dates_allowed=cache is self._dates_allowed)
-        known = cache.get(value)
-        if known is None:
+            return _timestamp(value, self.zone, column, dates_allowed=dates_allowed)
+        text: str = value
+        rejected = self._rejected.get((dates_allowed, text))
+        if rejected is None:
             try:
-                known = _timestamp(value, self.zone, column, dates_allowed=cache is self._dates_allowed)
-            except _Rejected as rejected:
-                known = rejected
-            if known is None:
-                return None  # blank: absent
-            if len(cache) >= TIMESTAMP_CACHE_SIZE:
-                cache.clear()
-            cache[value] = known
-        if isinstance(known, _Rejected):
-            raise _Rejected(known.reason, column)
-        return known
+                moment = _timestamp(text, self.zone, column, dates_allowed=dates_allowed)
+            except _Rejected as failure:
+                rejected = failure
+                if len(self._rejected) >= TIMESTAMP_CACHE_SIZE:
+                    self._rejected.clear()
+                self._rejected[dates_allowed, text] = failure
+            else:
+                if moment is not None:  # None: blank, absent
+                    if len(accepted) >= TIMESTAMP_CACHE_SIZE:
+                        accepted.clear()
+                    accepted[text] = moment
+                return moment
+        raise _Rejected(rejected.reason, column)
 
 
 def _record_builder() -> Callable[..., ConsentRecord]:
@@ -408,3 +435,37 @@ def _end_of_day(day: date, zone: ZoneInfo) -> datetime:
     if day == date.max:
         return datetime.max.replace(tzinfo=UTC)  # "valid through the last representable day": never lapses
     return datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
+
+
+def _spellings(members: Mapping[str, _E], *, spaced: bool = False) -> dict[str, _E]:
+    """Common exact spellings of each member (lower, upper, capitalised, title case; spaced forms).
+
+    Each is kept only if the full rule (`_member`) reads it as that member, so looking a raw value
+    up here first is only a shortcut, never a different answer.
+    """
+    table: dict[str, _E] = {}
+    for value, member in members.items():
+        forms = {value, value.replace("_", " "), value.replace("_", "-")} if spaced else {value}
+        forms |= {variant for form in forms for variant in (form.upper(), form.capitalize(), form.title())}
+        for form in forms:
+            try:
+                if _member(form, members, QuarantineReason.BAD_DECISION, "-", spaced=spaced) is member:
+                    table[form] = member
+            except _Rejected:
+                continue
+    return table
+
+
+def _boolean_spellings() -> dict[str, bool | None]:
+    """Common exact spellings of the booleans (and the empty cell), each checked against `_boolean`."""
+    table: dict[str, bool | None] = {}
+    for word in (*_TRUE, *_FALSE, ""):
+        for form in {word, word.upper(), word.capitalize()}:
+            table[form] = _boolean(form)
+    return table
+
+
+_DECISION_SPELLINGS = _spellings(_DECISIONS)
+_CONSENTED_BY_SPELLINGS = _spellings(_CONSENTED_BY, spaced=True)
+_CASE_STATUS_SPELLINGS = _spellings(_CASE_STATUSES)
+_BOOLEAN_SPELLINGS = _boolean_spellings()

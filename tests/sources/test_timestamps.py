@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagsync.core.model import ConsentRecord, QuarantinedRecord, QuarantineReason
+from flagsync.core.model import CaseStatus, ConsentedBy, ConsentRecord, Decision, QuarantinedRecord, QuarantineReason
 from flagsync.core.records import TIMESTAMP_CACHE_SIZE, RowParser, parse_record
 
 from .conftest import CONTRACT, NOW, make_row
@@ -162,3 +162,74 @@ def test_parse_record_and_row_parser_agree_on_driver_values() -> None:
             row = {name: v for name, v in make_row("r1", "P1").items() if name in CONTRACT}
             row[column] = value  # type: ignore[assignment]  # a driver's value, not text
             assert parse_record(row, now=NOW, zone=zone) == parse_with(parser, column, value)
+
+
+# ---- The enum and boolean columns: the spelling shortcuts against the rule as written before them.
+
+
+def reference_member(value: str, kind: type[Decision | ConsentedBy | CaseStatus], *, spaced: bool = False) -> object:
+    text = value.strip()
+    if not text:
+        return None
+    key = text.lower()
+    if spaced:
+        key = key.replace(" ", "_").replace("-", "_")
+    try:
+        return kind(key)
+    except ValueError:
+        return _BAD
+
+
+def reference_boolean(value: str) -> object:
+    key = value.strip().lower()
+    if not key:
+        return None
+    return True if key in ("true", "yes", "1") else False if key in ("false", "no", "0") else _BAD
+
+
+def spelled(words: list[str]) -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda word, case, pad: pad + (word.upper() if case == 1 else word.title() if case == 2 else word) + pad,
+        st.sampled_from(words),
+        st.integers(min_value=0, max_value=3),
+        st.sampled_from(["", " ", "\t"]),
+    ) | st.text(alphabet="grantedYESnofalsue_- 01", max_size=12)
+
+
+ENUM_COLUMNS = {
+    "decision": (Decision, False, ["granted", "refused", "withdrawn", "grant"]),
+    "consented_by": (ConsentedBy, True, ["parent", "carer", "young_person", "young person", "young-person", "other"]),
+    "case_status": (CaseStatus, False, ["open", "closed", "opened"]),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(ENUM_COLUMNS)), st.data())
+def test_enum_spellings_agree_with_the_reference(column: str, data: st.DataObject) -> None:
+    """Any spelling of a decision, consented_by or case_status value parses as the plain rule reads it."""
+    kind, spaced, words = ENUM_COLUMNS[column]
+    text = data.draw(spelled(words))
+    want = reference_member(text, kind, spaced=spaced)
+    row = {name: value for name, value in make_row("r1", "P1").items() if name in CONTRACT}
+    row[column] = text
+    item = RowParser(now=NOW, zone=ZoneInfo("UTC")).parse(tuple(row.get(name) for name in CONTRACT))
+    if want is _BAD:
+        assert isinstance(item, QuarantinedRecord) and item.field == column
+    elif want is None and column in ("decision", "case_status", "consented_by"):
+        assert isinstance(item, QuarantinedRecord) and item.reason is QuarantineReason.MISSING_FIELD
+    else:
+        assert isinstance(item, ConsentRecord) and getattr(item, column) is want
+
+
+@settings(max_examples=200, deadline=None)
+@given(spelled(["true", "yes", "1", "false", "no", "0", "maybe", ""]))
+def test_boolean_spellings_agree_with_the_reference(text: str) -> None:
+    """Any spelling of `informed` parses as the plain rule reads it."""
+    want = reference_boolean(text)
+    row = {name: value for name, value in make_row("r1", "P1", decision="refused").items() if name in CONTRACT}
+    row["informed"] = text
+    item = RowParser(now=NOW, zone=ZoneInfo("UTC")).parse(tuple(row.get(name) for name in CONTRACT))
+    if want is _BAD:
+        assert isinstance(item, QuarantinedRecord) and item.reason is QuarantineReason.BAD_BOOLEAN
+    else:
+        assert isinstance(item, ConsentRecord) and item.informed is want
