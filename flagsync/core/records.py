@@ -127,7 +127,7 @@ def parse_record(row: Mapping[str, object], *, now: datetime, zone: ZoneInfo, du
     timestamps; `duplicate` says the source holds this record id more than once. Never raises
     for any row content. (Sources parse many rows with one `RowParser`, which this uses too.)
     """
-    return _parser_for(now, zone).parse(tuple(row.get(name) for name in CONTRACT_COLUMNS), duplicate)
+    return _parser_for(now, zone).parse(tuple(map(row.get, CONTRACT_COLUMNS)), duplicate)
 
 
 #: Distinct timestamp texts remembered per parser and kind of column; the memory is cleared when full.
