@@ -157,12 +157,31 @@ class Attention:
 
 
 @dataclass(frozen=True, slots=True)
+class Refusal:
+    """One refused to hold a flag for a person (unknown, archived, merged, restricted): don't ask before `retry_at`."""
+
+    reason: str  # a PersonIssue code
+    retry_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A person who wants a flag, not asked for one this run because One refused them recently."""
+
+    person_id: str
+    reason: str  # the PersonIssue code One gave
+    retry_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """What a run will do: the planner's only output. Persons are One person ids.
 
     `adds`: people who want a flag and have none. `removes`: flags to delete now. `held`: flags
-    that should go but are held back by the mass-removal guard. `unchanged`: people whose flag is
-    already right (flag wanted and present). `unmatched`: record ids without a person id.
+    that should go but are held back by the mass-removal guard. `skipped`: people who want a flag
+    but whom One refused recently (asked again at `retry_at`). `unchanged`: people whose flag is
+    already right (flag wanted and present). `unmatched`: record ids without a person id. `scope`:
+    the people a scoped plan was made for (None: a full reconcile).
     """
 
     adds: tuple[str, ...] = ()
@@ -174,7 +193,17 @@ class Plan:
     attention: tuple[Attention, ...] = ()
     current_flags: int = 0
     guard_tripped: bool = False
+    skipped: tuple[Skipped, ...] = ()
+    scope: frozenset[str] | None = field(default=None, compare=False)  # what it was made for, not what it does
     verdicts: Mapping[str, Verdict] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def not_found(self) -> tuple[str, ...]:
+        """People of a scoped plan that nothing concerns: no consent record names them, and One holds no flag of theirs."""
+        if self.scope is None:
+            return ()
+        flagged = {flag.person_id for flag in (*self.removes, *self.held)} | set(self.unchanged)
+        return tuple(sorted(p for p in self.scope if p not in self.verdicts and p not in flagged))
 
     @property
     def has_changes(self) -> bool:

@@ -35,7 +35,7 @@ from fractions import Fraction
 from itertools import groupby
 from operator import attrgetter
 
-from flagsync.core.model import ATTENTION_VERDICTS, Attention, Flag, Plan, Rules, Verdict
+from flagsync.core.model import ATTENTION_VERDICTS, Attention, Flag, Plan, Refusal, Rules, Skipped, Verdict
 from flagsync.core.rule import Gathered, _Store, compact_store, verdict
 
 __all__ = ["build_plan", "guard_trips", "verdict_counts"]
@@ -67,8 +67,14 @@ def build_plan(
     *,
     scope: frozenset[str] | None = None,
     allow_mass_removal: bool = False,
+    refusals: Callable[[str], Refusal | None] | None = None,
 ) -> Plan:
-    """The plan that brings `current` (our flags as One lists them) in line with `gathered` at `now`."""
+    """The plan that brings `current` (our flags as One lists them) in line with `gathered` at `now`.
+
+    `refusals` says, for a person the plan would add, whether One refused them recently: then they
+    are `skipped` until the refusal's `retry_at` (a converged system must not knock on One's door for
+    an archived person every cycle), and listed so, with the reason and when they will be tried again.
+    """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
 
@@ -115,6 +121,8 @@ def build_plan(
     if tripped:
         removals, held = [], removals
 
+    adds, skipped = _skip_refused(adds, refusals, now)
+
     return Plan(
         adds=tuple(adds),
         removes=tuple(removals),
@@ -125,8 +133,27 @@ def build_plan(
         attention=tuple(attention),
         current_flags=considered_flags,
         guard_tripped=tripped,
+        skipped=tuple(skipped),
+        scope=scope,
         verdicts=verdicts,
     )
+
+
+def _skip_refused(
+    adds: list[str], refusals: Callable[[str], Refusal | None] | None, now: datetime
+) -> tuple[list[str], list[Skipped]]:
+    """Split the people to add into those to ask One for and those One refused until after `now`."""
+    if refusals is None:
+        return adds, []
+    asked: list[str] = []
+    skipped: list[Skipped] = []
+    for person_id in adds:
+        refusal = refusals(person_id)
+        if refusal is not None and refusal.retry_at > now:
+            skipped.append(Skipped(person_id, refusal.reason, refusal.retry_at))
+        else:
+            asked.append(person_id)
+    return asked, skipped
 
 
 def verdict_counts(verdicts: Mapping[str, Verdict]) -> Counter[Verdict]:

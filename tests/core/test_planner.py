@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 import pytest
 
-from flagsync.core.model import Attention, CaseStatus, ConsentRecord, Decision, Flag, Plan, Rules, SourceItem, Verdict
+from flagsync.core.model import (
+    Attention,
+    CaseStatus,
+    ConsentRecord,
+    Decision,
+    Flag,
+    Plan,
+    Refusal,
+    Rules,
+    Skipped,
+    SourceItem,
+    Verdict,
+)
 from flagsync.core.planner import build_plan, guard_trips
 from flagsync.core.rule import gather
 from tests.core.builders import NOW, at, bad, flag, rec
@@ -274,3 +287,54 @@ def test_scoped_guard_keeps_the_absolute_limit() -> None:
     plan = plan_for(items, flags, rules=Rules(max_removals=2), scope=frozenset({"P000", "P001", "P002"}))
     assert plan.guard_tripped
     assert plan.held == tuple(flags)
+
+
+# --------------------------------------------------------------------------------------------
+# People One refused recently are skipped, with the reason and when they will be asked again
+
+
+def test_a_recently_refused_person_is_skipped_not_added() -> None:
+    """A person who wants a flag but whom One refused until later is listed as skipped, with reason and retry time."""
+    later = NOW + timedelta(minutes=30)
+    refused = {"P1": Refusal("PERSON_ARCHIVED", later)}
+    plan = build_plan(gather([rec("r1", "P1"), rec("r2", "P2")]), [], NOW, Rules(), refusals=refused.get)
+    assert plan.adds == ("P2",)
+    assert plan.skipped == (Skipped("P1", "PERSON_ARCHIVED", later),)
+    assert plan.has_changes  # P2 is still to add
+
+
+def test_a_refusal_whose_time_is_up_is_asked_again() -> None:
+    """Once the back-off has passed (retry at or before now), the person is added again as usual."""
+    refused = {"P1": Refusal("PERSON_MERGED", NOW)}
+    plan = build_plan(gather([rec("r1", "P1")]), [], NOW, Rules(), refusals=refused.get)
+    assert plan.adds == ("P1",)
+    assert plan.skipped == ()
+
+
+def test_a_refusal_never_keeps_a_flag_that_should_go_or_skips_one_already_there() -> None:
+    """Refusals concern adds only: a withdrawn person's flag is still removed, and a present wanted flag is unchanged."""
+    refusals = {p: Refusal("RECORD_RESTRICTED", NOW + timedelta(hours=1)) for p in ("P1", "P2")}.get
+    items = [rec("r1", "P1", Decision.WITHDRAWN, informed=None, consented_by=None), rec("r2", "P2")]
+    current = [Flag("INV-1", "P1", 1), Flag("INV-2", "P2", 1)]
+    plan = build_plan(gather(items), current, NOW, Rules(), refusals=refusals)
+    assert plan.removes == (Flag("INV-1", "P1", 1),)
+    assert plan.unchanged == ("P2",)
+    assert plan.skipped == ()
+
+
+def test_only_skipped_people_means_nothing_to_change() -> None:
+    """A plan whose only would-be add is skipped has no changes (exit 0 for plan)."""
+    refused = {"P1": Refusal("PERSON_ARCHIVED", NOW + timedelta(hours=1))}
+    plan = build_plan(gather([rec("r1", "P1")]), [], NOW, Rules(), refusals=refused.get)
+    assert not plan.has_changes
+    assert [s.person_id for s in plan.skipped] == ["P1"]
+
+
+def test_a_scoped_plan_names_the_people_nothing_concerns() -> None:
+    """In a scoped plan, a person with no consent record and no flag in One is listed as not found; others are not."""
+    items = [rec("r1", "P1")]
+    current = [Flag("INV-9", "P9", 1)]
+    plan = build_plan(gather(items), current, NOW, Rules(), scope=frozenset({"P1", "P9", "P404"}))
+    assert plan.scope == frozenset({"P1", "P9", "P404"})
+    assert plan.not_found == ("P404",)
+    assert build_plan(gather(items), current, NOW, Rules()).not_found == ()
