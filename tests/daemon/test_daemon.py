@@ -15,7 +15,7 @@ import requests
 from flagsync import daemon as daemon_module
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.bootstrap import App
 from flagsync.core.model import Decision, Rules, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer

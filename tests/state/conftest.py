@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.core.pseudonym import Pseudonymizer
 from tests.postgres import temporary_database
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, Verdict
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import RunOutcome, RunTrigger
+from flagsync.ports import AuditEntry, RunOutcome, RunTrigger
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -31,7 +31,7 @@ def _fill_with_canaries(store: SqlStateStore) -> None:
     store.mark_pending(Flag("INV-2", p[1], 1), T0, held=True)
     store.record_events(
         run_id,
-        [("add", p[0], "ok", None), ("remove", p[1], "failed", "SERVER_ERROR"), ("quarantine", p[2], "quarantined", None)],
+        [AuditEntry("add", p[0], "ok"), AuditEntry("remove", p[1], "failed", "SERVER_ERROR"), AuditEntry("hold", p[2], "held")],
         T0,
     )
     store.replace_report(
