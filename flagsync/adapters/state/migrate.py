@@ -7,6 +7,7 @@ chain (its logger is held at WARNING there), so its records never echo the URL o
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from alembic import command
@@ -53,6 +54,7 @@ def _config(conn: Connection | None = None, keys: Keyring | None = None) -> Conf
     return config
 
 
+@cache
 def _known_revisions() -> frozenset[str]:
     return frozenset(script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions())
 
@@ -73,8 +75,8 @@ def schema_version(conn: Connection) -> SchemaVersion:
     return SchemaVersion(None, stamped=False)
 
 
-def upgrade(conn: Connection, keys: Keyring) -> SchemaVersion:
-    """Bring the store on `conn` to the head revision inside the caller's transaction; return where it was.
+def upgrade(conn: Connection, keys: Keyring, *, target: str = "head") -> SchemaVersion:
+    """Bring the store on `conn` to the head (or `target`) revision inside the caller's transaction; return where it was.
 
     On PostgreSQL a transaction-level advisory lock makes a second migrator wait and then find the
     work done; SQLite's BEGIN IMMEDIATE does the same. Refuses a revision this code does not know.
@@ -84,12 +86,12 @@ def upgrade(conn: Connection, keys: Keyring) -> SchemaVersion:
     found = schema_version(conn)
     if not found.known:
         raise UnknownSchema(found.revision)
-    if found.current:
+    if found.current or (found.revision is not None and found.revision == target):
         return found
     config = _config(conn, keys)
     if found.revision is not None and not found.stamped:
         command.stamp(config, found.revision)
-    command.upgrade(config, "head")
+    command.upgrade(config, target)
     return found
 
 

@@ -69,5 +69,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("kv", "report_rows", "audit_events", "pending_removals", "runs"):
-        op.drop_table(table)
+    raise NotImplementedError("flagsync does not migrate down: restore the backup taken before `flagsync migrate`")

@@ -37,8 +37,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in _TABLES:
-        with op.batch_alter_table(name) as batch:
-            batch.drop_column("key_id")
-    kv = sa.table("kv", sa.column("key", sa.String(64)), sa.column("value", sa.Text))
-    op.execute(kv.update().where(kv.c.key == "schema_version").values(value="1"))
+    raise NotImplementedError("flagsync does not migrate down: restore the backup taken before `flagsync migrate`")

@@ -84,8 +84,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("audit_chain")
-    with op.batch_alter_table("audit_events") as batch:
-        batch.drop_column("chain_hash")
-    kv = sa.table("kv", sa.column("key", sa.String(64)), sa.column("value", sa.Text))
-    op.execute(kv.update().where(kv.c.key == "schema_version").values(value="2"))
+    raise NotImplementedError("flagsync does not migrate down: restore the backup taken before `flagsync migrate`")
