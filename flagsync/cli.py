@@ -331,8 +331,6 @@ def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return EXIT_OK
     out = sys.stdout
-    if not state.exists:
-        out.write(f"No state store at {state.describe()} yet: no run has written to it.\n\n")
     out.write("Recent runs:\n")
     if runs:
         _table(
@@ -350,6 +348,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     else:
         out.write("  (no runs yet)\n")
+        if not state.exists:
+            out.write(f"  (no state store at {state.describe()} yet: no run has written to it)\n")
     out.write(f"\nNext full reconcile due: {next_full.strftime('%Y-%m-%d %H:%M:%S UTC') if next_full else 'at daemon start'}\n")
     held = [p for p in pending if p.held]
     waiting = [p for p in pending if not p.held]

@@ -100,7 +100,7 @@ def test_status_and_audit_on_a_missing_store_create_nothing(
     config = cli_config(f"sqlite:///{path}")  # type: ignore[operator]
 
     assert main(["status", "--config", str(config)]) == 0
-    assert f"No state store at sqlite:///{path} yet" in capsys.readouterr().out
+    assert f"(no state store at sqlite:///{path} yet: no run has written to it)" in capsys.readouterr().out
     assert main(["audit", "--config", str(config)]) == 0
     assert main(["audit", "--verify", "--config", str(config)]) == 0
     assert "audit trail intact: 0 events checked" in capsys.readouterr().out
