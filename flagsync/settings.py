@@ -691,6 +691,8 @@ def describe_settings(s: Settings) -> dict[str, object]:
                 values[name] = _describe_database_url(value)
             elif isinstance(value, SecretStr):
                 values[name] = SECRET_MASK
+            elif isinstance(value, list) and any(isinstance(item, SecretStr) for item in value):
+                values[name] = [SECRET_MASK for _ in value]
             elif isinstance(value, Path):
                 values[name] = str(value)
             elif isinstance(value, dict | list):

@@ -17,10 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, Row, Table, delete, func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
-from flagsync.adapters.state import chain
+from flagsync.adapters.state import chain, db
 from flagsync.adapters.state.engine import (
     create_reader_engine,
     create_writer_engine,
@@ -34,7 +33,6 @@ from flagsync.adapters.state.migrate import PG_SCHEMA_LOCK_KEY, SchemaVersion, U
 from flagsync.adapters.state.schema import (
     HEAD_REVISION,
     WATERMARK_KEY,
-    audit_chain,
     audit_events,
     kv,
     pending_removals,
@@ -169,7 +167,7 @@ class SqlStateStore:
 
     def start_run(self, trigger: RunTrigger, started_at: datetime) -> str:
         run_id = uuid.uuid4().hex
-        _require_aware(started_at)
+        db.require_aware(started_at)
         stmt = insert(runs).values(run_id=run_id, trigger=trigger.value, started_at=started_at, counts_json="{}")
 
         def start(conn: Connection) -> None:
@@ -183,7 +181,7 @@ class SqlStateStore:
         return run_id
 
     def finish_run(self, run_id: str, outcome: RunOutcome, counts: Mapping[str, int], finished_at: datetime) -> None:
-        _require_aware(finished_at)
+        db.require_aware(finished_at)
         stmt = (
             update(runs)
             .where(runs.c.run_id == run_id)
@@ -203,7 +201,7 @@ class SqlStateStore:
 
     def recent_runs(self, limit: int = 10) -> list[RunRecord]:
         stmt = select(runs).order_by(runs.c.started_at.desc(), runs.c.run_id).limit(limit)
-        return [_run_record(row) for row in self._read("read recent runs", lambda conn: conn.execute(stmt).all())]
+        return [db.run_record(row) for row in self._read("read recent runs", lambda conn: conn.execute(stmt).all())]
 
     def run_history(self, since: date | None, until: date | None) -> list[RunRecord]:
         """Finished full runs (operator, scheduled and demo) that ended on the UTC days `since`..`until`, oldest first.
@@ -217,10 +215,10 @@ class SqlStateStore:
             .order_by(runs.c.finished_at, runs.c.run_id)
         )
         if since is not None:
-            stmt = stmt.where(runs.c.finished_at >= _day_start(since))
+            stmt = stmt.where(runs.c.finished_at >= db.day_start(since))
         if until is not None:
-            stmt = stmt.where(runs.c.finished_at < _day_start(until + timedelta(days=1)))
-        return [_run_record(row) for row in self._read("read the run history", lambda conn: conn.execute(stmt).all())]
+            stmt = stmt.where(runs.c.finished_at < db.day_start(until + timedelta(days=1)))
+        return [db.run_record(row) for row in self._read("read the run history", lambda conn: conn.execute(stmt).all())]
 
     def last_success(self, trigger: RunTrigger | None = None) -> datetime | None:
         """When the latest converged run (of this trigger, if given) finished."""
@@ -239,7 +237,7 @@ class SqlStateStore:
         The pseudonym is written anew each time, with the current key: after a rotation, a pending
         removal moves to the new key the next time it is tried.
         """
-        _require_aware(at)
+        db.require_aware(at)
         key = self._keys.current
         person = key.person(flag.person_id)
         values = {
@@ -258,7 +256,7 @@ class SqlStateStore:
             "person": person,
             "key_id": key.key_id,
         }
-        self._write("remember a pending removal", lambda conn: _upsert(conn, pending_removals, values, changes))
+        self._write("remember a pending removal", lambda conn: db.upsert(conn, pending_removals, values, changes))
 
     def clear_pending(self, involvement_id: str) -> None:
         stmt = delete(pending_removals).where(pending_removals.c.involvement_id == involvement_id)
@@ -283,13 +281,13 @@ class SqlStateStore:
         """
         if not events:
             return
-        _require_aware(at)
+        db.require_aware(at)
         key = self._keys.current
         at = at.astimezone(UTC)
         day = at.date().isoformat()
 
         def append(conn: Connection) -> None:
-            head = _marker(conn, chain.HEAD, lock=True)
+            head = db.marker(conn, chain.HEAD, lock=True)
             if head is None:
                 raise StateError("the audit chain has no head record; run `flagsync audit --verify`")
             previous, event_id = head.hash, head.event_id
@@ -299,15 +297,15 @@ class SqlStateStore:
                 person = key.person(entry.person_id) if entry.person_id is not None else None
                 row = chain.ChainRow(event_id, at, day, run_id, entry.action, person, entry.outcome, entry.reason, key.key_id, "")
                 previous = chain.link(key, previous, row)
-                rows.append(_event_values(row, previous))
+                rows.append(db.event_values(row, previous))
             conn.execute(insert(audit_events), rows)
-            _put_marker(conn, chain.sign_marker(key, chain.HEAD, event_id, previous))
+            db.put_marker(conn, chain.sign_marker(key, chain.HEAD, event_id, previous))
 
         self._write("record audit events", append)
 
     def audit_events(self, since: date | None, until: date | None) -> list[AuditEvent]:
         """Events on the UTC days from `since` to `until` (both inclusive, either open), oldest first."""
-        stmt = select(audit_events).order_by(audit_events.c.at, audit_events.c.id).where(*_day_range(since, until))
+        stmt = select(audit_events).order_by(audit_events.c.at, audit_events.c.id).where(*db.day_range(since, until))
         rows = self._read("read audit events", lambda conn: conn.execute(stmt).all())
         return [
             AuditEvent(row.id, row.at, row.run_id, row.action, row.person, row.outcome, row.reason, row.key_id) for row in rows
@@ -318,7 +316,7 @@ class SqlStateStore:
         c = audit_events.c
         stmt = (
             select(c.day, c.action, c.outcome, func.count().label("n"))
-            .where(*_day_range(since, until))
+            .where(*db.day_range(since, until))
             .group_by(c.day, c.action, c.outcome)
             .order_by(c.day, c.action, c.outcome)
         )
@@ -332,11 +330,11 @@ class SqlStateStore:
         one, after a clock step back, waits for it), and the anchor moves to the first kept event,
         signed, so the rest of the chain still verifies.
         """
-        _require_aware(before)
+        db.require_aware(before)
         c = audit_events.c
 
         def purge(conn: Connection) -> int:
-            head = _marker(conn, chain.HEAD, lock=True)  # excludes appenders while the anchor moves
+            head = db.marker(conn, chain.HEAD, lock=True)  # excludes appenders while the anchor moves
             if head is None:
                 raise StateError("the audit chain has no head record; run `flagsync audit --verify`")
             first_kept = conn.execute(select(func.min(c.id)).where(c.at >= before)).scalar_one_or_none()
@@ -345,7 +343,7 @@ class SqlStateStore:
             if last_gone is None:
                 return 0
             purged = int(conn.execute(delete(audit_events).where(c.id < cut)).rowcount)
-            _put_marker(conn, chain.sign_marker(self._keys.current, chain.ANCHOR, cut, last_gone))
+            db.put_marker(conn, chain.sign_marker(self._keys.current, chain.ANCHOR, cut, last_gone))
             return purged
 
         return self._write("purge audit events", purge)
@@ -355,7 +353,7 @@ class SqlStateStore:
         c = audit_events.c
 
         def check(conn: Connection) -> ChainCheck:
-            anchor, head = _marker(conn, chain.ANCHOR), _marker(conn, chain.HEAD)
+            anchor, head = db.marker(conn, chain.ANCHOR), db.marker(conn, chain.HEAD)
             stmt = select(audit_events).order_by(c.id).execution_options(yield_per=_VERIFY_BATCH)
             rows = (
                 chain.ChainRow(r.id, r.at, r.day, r.run_id, r.action, r.person, r.outcome, r.reason, r.key_id, r.chain_hash)
@@ -378,7 +376,7 @@ class SqlStateStore:
             if watermark is None:
                 conn.execute(delete(kv).where(kv.c.key == WATERMARK_KEY))
             else:
-                _upsert(conn, kv, {"key": WATERMARK_KEY, "value": watermark}, {"value": watermark})
+                db.upsert(conn, kv, {"key": WATERMARK_KEY, "value": watermark}, {"value": watermark})
 
         self._write("store the watermark", store)
 
@@ -447,76 +445,3 @@ class SqlStateStore:
             return
         with engine.begin() as conn:
             yield conn
-
-
-def _event_values(row: chain.ChainRow, chain_hash: str) -> dict[str, Any]:
-    return {
-        "id": row.event_id,
-        "at": row.at,
-        "day": row.day,
-        "run_id": row.run_id,
-        "action": row.action,
-        "person": row.person,
-        "outcome": row.outcome,
-        "reason": row.reason,
-        "key_id": row.key_id,
-        "chain_hash": chain_hash,
-    }
-
-
-def _marker(conn: Connection, name: str, *, lock: bool = False) -> chain.Marker | None:
-    stmt = select(audit_chain).where(audit_chain.c.name == name)
-    row = conn.execute(stmt.with_for_update() if lock else stmt).one_or_none()
-    return chain.Marker(row.name, int(row.event_id), row.hash, row.key_id, row.mac) if row is not None else None
-
-
-def _put_marker(conn: Connection, marker: chain.Marker) -> None:
-    values = {"name": marker.name, "event_id": marker.event_id, "hash": marker.hash, "key_id": marker.key_id, "mac": marker.mac}
-    _upsert(conn, audit_chain, values, {k: v for k, v in values.items() if k != "name"})
-
-
-def _require_aware(value: datetime) -> None:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("state store timestamps must be timezone-aware")
-
-
-def _day_range(since: date | None, until: date | None) -> list[Any]:
-    conditions: list[Any] = []
-    if since is not None:
-        conditions.append(audit_events.c.day >= since.isoformat())
-    if until is not None:
-        conditions.append(audit_events.c.day <= until.isoformat())
-    return conditions
-
-
-def _upsert(conn: Connection, table: Table, values: Mapping[str, Any], changes: Mapping[str, Any]) -> None:
-    """Insert a row, or apply `changes` to the row with the same primary key, atomically."""
-    keys = list(table.primary_key.columns)
-    dialect = conn.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table).values(**values)
-        conn.execute(ins.on_conflict_do_update(index_elements=keys, set_=dict(changes)))
-        return
-    where = [column == values[column.name] for column in keys]
-    if conn.execute(update(table).where(*where).values(**changes)).rowcount == 0:
-        conn.execute(insert(table).values(**values))
-
-
-def _run_record(row: Row[Any]) -> RunRecord:
-    return RunRecord(
-        run_id=row.run_id,
-        trigger=RunTrigger(row.trigger),
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        outcome=RunOutcome(row.outcome) if row.outcome is not None else None,
-        counts=_load_counts(row.counts_json),
-    )
-
-
-def _day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-def _load_counts(raw: str) -> dict[str, int]:
-    loaded = json.loads(raw)
-    return {str(k): int(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
