@@ -14,8 +14,8 @@ import benchlib
 from benchlib import Figures
 
 from flagsync.bootstrap import build_app
+from flagsync.core.model import RunTrigger
 from flagsync.logs import configure_logging
-from flagsync.ports import RunTrigger
 from flagsync.settings import load_settings
 
 PEOPLE = 1000  # others in the table and in One, so the person's lookup is not trivially small

@@ -21,8 +21,8 @@ import requests
 from benchlib import Figures
 
 from flagsync.bootstrap import build_app
+from flagsync.core.model import RunTrigger
 from flagsync.logs import configure_logging
-from flagsync.ports import RunTrigger
 from flagsync.service import Phase
 from flagsync.settings import load_settings
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from flagsync.adapters.csv_source import CsvConsentSource
-from flagsync.adapters.one_http import HttpFlagGateway
+from flagsync.adapters.one.endpoint import OneEndpoint
+from flagsync.adapters.one.gateway import HttpFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.sql_source import SqlConsentSource
 from flagsync.adapters.state import SqlStateStore
@@ -16,7 +17,7 @@ from flagsync.core.model import Rules
 from flagsync.core.pseudonym import Keyring, Pseudonymizer
 from flagsync.errors import ConfigError, RunInProgressError, StateError
 from flagsync.metrics import Metrics
-from flagsync.ports import ConsentSource, FlagGateway, RunFence, StateStore
+from flagsync.ports import ConsentSource, FlagGateway, RunFence, StateStore, Telemetry
 from flagsync.service import SyncService
 from flagsync.settings import Settings
 
@@ -33,6 +34,7 @@ class App:
     metrics: Metrics
     service: SyncService
     lock: Callable[[], AbstractContextManager[RunFence]]
+    leader_lock: RunLock  # the daemon's: held by the one active replica
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -83,27 +85,33 @@ def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:
     return SqlConsentSource(src.url.get_secret_value(), src.table, src.columns, zone)
 
 
-def build_gateway(settings: Settings, metrics: Metrics) -> HttpFlagGateway:
+def one_endpoint(settings: Settings) -> OneEndpoint:
+    """One's address and credentials as the settings checked them (they are required, so present unless a test skipped that)."""
     one = settings.one
-    if not one.base_url or not one.client_id or one.client_secret is None:
-        raise ConfigError("one.base_url, one.client_id and one.client_secret are required")
-    return HttpFlagGateway(
+    if one.base_url is None or one.client_id is None or one.client_secret is None:
+        raise ConfigError("missing required setting one.base_url, one.client_id or one.client_secret")
+    return OneEndpoint(
         base_url=one.base_url,
-        token_url=one.token_url,
+        token_url=one.effective_token_url,
         client_id=one.client_id,
         client_secret=one.client_secret,
         ca_bundle=one.ca_bundle,
+        proxy=one.proxy,
         connect_timeout=one.connect_timeout,
         read_timeout=one.read_timeout,
+    )
+
+
+def build_gateway(settings: Settings, telemetry: Telemetry) -> HttpFlagGateway:
+    one = settings.one
+    return HttpFlagGateway(
+        one_endpoint(settings),
         max_concurrency=one.max_concurrency,
         max_requests_per_second=one.max_requests_per_second,
         page_size=one.page_size,
         retry_attempts=settings.sync.retry_attempts,
         retry_max_delay=settings.sync.retry_max_delay,
-        proxy=one.proxy,
-        allow_insecure_http=one.allow_insecure_http,
-        on_request=metrics.on_request,
-        on_retry=metrics.on_retry,
+        telemetry=telemetry,
     )
 
 
@@ -150,9 +158,11 @@ def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
         rules=build_rules(settings),
         max_concurrency=settings.one.max_concurrency,
         lock=lock,
-        observer=metrics,
+        telemetry=metrics,
     )
-    app = App(settings, pseudonymizer, source, gateway, state, metrics, service, lock)
+    app = App(
+        settings, pseudonymizer, source, gateway, state, metrics, service, lock, RunLock(state_url, wait_seconds=0, role="leader")
+    )
     app.closers += [gateway.close, state.close]
     if isinstance(source, SqlConsentSource):
         app.closers.append(source.close)

@@ -21,12 +21,12 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
-from flagsync.core.model import Plan, is_valid_person_id
+from flagsync.core.model import Plan, RunOutcome, RunTrigger, is_valid_person_id
 from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, StateError
 from flagsync.logs import configure_logging, register_secret, safe_error_summary
-from flagsync.ports import ChainCheck, RunOutcome, RunTrigger
+from flagsync.ports import ChainCheck, PageProbe
 from flagsync.service import Phase, RunReport
 from flagsync.settings import REQUIRED_SETTINGS, STATE_READER_SETTINGS, Settings, load_settings, secret_values
 
@@ -35,6 +35,8 @@ EXIT_ERROR = 1
 EXIT_PLAN_CHANGES = 2
 EXIT_CHANGES_FAILED = 3
 EXIT_HELD = 4
+#: A command line flagsync cannot understand (no command uses it for a result; BSD's EX_USAGE).
+EXIT_USAGE = 64
 
 SYNC_EXIT = {
     RunOutcome.CONVERGED: EXIT_OK,
@@ -219,6 +221,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_plan(plan, sys.stdout)
+    return plan_exit_code(plan)
+
+
+def plan_exit_code(plan: Plan) -> int:
+    """What `plan` and `sync --dry-run` both exit with: 4 removals would be held, 2 changes pending, 0 nothing to do."""
+    if plan.guard_tripped:
+        return EXIT_HELD
     return EXIT_PLAN_CHANGES if plan.has_changes else EXIT_OK
 
 
@@ -264,8 +273,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_report(report, sys.stdout)
-    if report.dry_run and report.outcome is RunOutcome.CONVERGED:
-        return EXIT_PLAN_CHANGES if report.plan is not None and report.plan.has_changes else EXIT_OK
+    if report.dry_run and report.plan is not None:
+        return plan_exit_code(report.plan)  # a dry run is a plan: the same codes
     return SYNC_EXIT[report.outcome]
 
 
@@ -528,11 +537,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     try:
         run_check("consent source", read_source)
-        run_check("One token and listing", lambda: f"token accepted, first page listed ({app.gateway.probe()} flags on it)")
+        run_check("One token and listing", lambda: describe_probe(app.gateway.probe()))
         run_check("state store", state_store)
     finally:
         app.close()
     return EXIT_OK if ok else EXIT_ERROR
+
+
+def describe_probe(probe: PageProbe) -> str:
+    """What `check` saw of One's listing, truthfully: a first page of one item says nothing about the total."""
+    if not probe.items:
+        return "token accepted, listing answered: no flags of ours in One"
+    more = "; more pages follow" if probe.more else "; no more pages"
+    return f"token accepted, listing answered: its first page (of one item) held a flag{more}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -552,12 +569,20 @@ def _date(value: str) -> date:
         raise argparse.ArgumentTypeError("expected a date like 2026-11-24") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, exiting with EXIT_USAGE on a bad command line (its default 2 means "changes pending" here)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="flagsync",
         description="Keep One's 'PIAS is working with this family' flag in line with recorded consent.",
     )
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML configuration file (default: FLAGSYNC_CONFIG or config/flagsync.toml)"
     )

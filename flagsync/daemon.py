@@ -1,9 +1,16 @@
-"""The scheduled worker: a change poll, a full reconcile and an audit purge, plus /healthz and /metrics.
+"""The scheduled worker: one active replica leads (change poll, full reconcile, audit purge), any other stands by.
 
-Jobs run on a one-thread executor, so they never overlap inside the process; the run lock keeps
-them apart from an operator's one-off run (the daemon does not wait for it: it skips that cycle).
-APScheduler's default misfire grace of 1 s would silently drop late runs, so it is disabled: a late
-job still runs, and coalescing folds a backlog into one run.
+Leadership: the daemon holds the leader lock (`RunLock(role="leader")`: a PostgreSQL advisory lock, or
+a file lock beside an SQLite state store) for as long as it leads, and checks it every poll. A replica
+that cannot take it stands by, healthy, trying again every poll; when the leader dies its session
+ends, the lock goes with it, and the standby takes over at its next poll with a full reconcile. Runs
+still take the single-run lock, which keeps the leader apart from an operator's one-off run (the
+daemon does not wait for it: it skips that cycle).
+
+What each poll does, and when the change watermark moves, is decided by the pure functions in
+`flagsync.core.schedule`; this module carries them out. Jobs run on a one-thread executor, so they
+never overlap inside the process. APScheduler's default misfire grace of 1 s would silently drop
+late runs, so it is disabled: a late job still runs, and coalescing folds a backlog into one run.
 """
 
 from __future__ import annotations
@@ -13,9 +20,7 @@ import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
-from typing import Any
 
 import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerThreadPool
@@ -23,74 +28,83 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flagsync.bootstrap import App
-from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError
+from flagsync.core.model import RunTrigger
+from flagsync.core.schedule import FULL_RUN_HEALTHY, PollAction, PollStep, change_poll_step, watermark_moves
+from flagsync.daemon_http import HealthEndpoint
+from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, RunInterrupted
 from flagsync.logs import safe_error_summary
-from flagsync.ports import RunOutcome, RunTrigger
-from flagsync.service import PERSON_SCOPE_LIMIT, RunReport
+from flagsync.service import RunReport
 
 log = structlog.get_logger("flagsync.daemon")
 
 #: How long SIGTERM waits for a run in progress before the process leaves anyway (spec: exit within 10 s).
 SHUTDOWN_GRACE_SECONDS = 8.0
 
-#: How long a client of /healthz or /metrics may take to send its request before the connection is closed.
-HTTP_READ_TIMEOUT_SECONDS = 5.0
-
-#: Connections served at once; more are closed at once (each served connection holds a thread).
-HTTP_MAX_CONNECTIONS = 16
-
-#: Outcomes that mean the run read both sides and planned: the daemon is doing its job.
-_HEALTHY = frozenset({RunOutcome.CONVERGED, RunOutcome.CHANGES_FAILED, RunOutcome.HELD})
-
-
-class _BoundedHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server that serves at most `max_connections` connections at once and drops the rest.
-
-    The standard library's threading server starts a thread for every connection, idle or not: a
-    thousand half-sent requests held a thousand threads. Together with the handler's read timeout,
-    this bounds what a client that connects and says nothing can cost.
-    """
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, max_connections: int) -> None:
-        super().__init__(address, handler)
-        self._slots = threading.BoundedSemaphore(max_connections)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # full: refuse this one rather than queue a thread for it
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
-
 
 class Daemon:
-    """Owns the scheduler, the health/metrics endpoint and the shutdown sequence."""
+    """Owns leadership, the scheduler, the health/metrics endpoint and the shutdown sequence."""
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.settings = app.settings.sync
         self.started_at = time.monotonic()
         self.last_full_ok: float | None = None
+        self.leading_since: float | None = None
         self.stopping = threading.Event()
         self.idle = threading.Event()
         self.idle.set()
+        self._leader = app.leader_lock
+        self._standby_logged = False
+        self._lead_error = False
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": SchedulerThreadPool(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        self._http: ThreadingHTTPServer | None = None
+        self._http: HealthEndpoint | None = None
+
+    @property
+    def leading(self) -> bool:
+        return self.leading_since is not None
+
+    # ------------------------------------------------------------------------------------------
+    # Leadership
+
+    def _lead(self) -> bool:
+        """Whether this replica leads now: check the leader lock if held, else try to take it (starting with a full run)."""
+        if self.stopping.is_set():
+            return False
+        if self.leading:
+            try:
+                self._leader.check()
+                return True
+            except RunInterrupted:
+                self._step_down("LOCK_LOST")
+                return False
+        try:
+            self._leader.acquire()
+        except RunInProgressError:
+            self._lead_error = False
+            if not self._standby_logged:
+                log.info("daemon.standby", reason="ANOTHER_REPLICA_LEADS")
+                self._standby_logged = True
+            return False
+        except FlagsyncError as exc:
+            self._lead_error = True
+            log.error("daemon.leadership_failed", error_type=type(exc).__name__, error=str(exc))
+            return False
+        self._lead_error = False
+        self.leading_since = time.monotonic()
+        self._standby_logged = False
+        self.app.metrics.leader.set(1)
+        log.info("daemon.leading")
+        return True
+
+    def _step_down(self, reason: str) -> None:
+        self.leading_since = None
+        self.app.metrics.leader.set(0)
+        log.warning("daemon.stepped_down", reason=reason)
+        self._leader.release()
 
     # ------------------------------------------------------------------------------------------
     # Jobs
@@ -111,39 +125,63 @@ class Daemon:
             self.idle.set()
 
     def full_reconcile(self) -> None:
-        """List everything, repair drift, retry pending removals; then move the change watermark on."""
+        """While leading: list everything, repair drift, retry pending removals; then move the change watermark on."""
+        if self._lead():
+            self._full_reconcile()
+
+    def _full_reconcile(self) -> None:
         try:
             watermark = self.app.source.changes_since(None).watermark
         except FlagsyncError as exc:
             log.error("source.watermark_failed", error_type=type(exc).__name__, error=str(exc))
             watermark = None
         report = self._run(RunTrigger.SCHEDULED_FULL, None)
-        if report is not None and report.outcome in _HEALTHY:
+        outcome = report.outcome if report is not None else None
+        if outcome in FULL_RUN_HEALTHY:
             self.last_full_ok = time.monotonic()
-            if watermark is not None:
-                self.app.state.set_watermark(watermark)
+            self.app.metrics.full_reconcile_ok()
+        if watermark is not None and watermark_moves(PollAction.FULL, outcome):
+            self.app.state.set_watermark(watermark)
 
     def change_poll(self) -> None:
-        """Sync just the people whose records changed; escalate to a full reconcile when needed."""
-        if any(not p.held for p in self.app.state.pending_removals()):
-            # Removal is a duty: a pending removal is retried every cycle, with fresh consent.
-            self.full_reconcile()
+        """While leading: sync just the people whose records changed (`change_poll_step` says what to do)."""
+        just_took_over = not self.leading
+        if not self._lead():
             return
-        try:
-            changes = self.app.source.changes_since(self.app.state.get_watermark())
-        except FlagsyncError as exc:
-            log.error("source.changes_failed", error_type=type(exc).__name__, error=str(exc))
+        if just_took_over:
+            self._full_reconcile()  # a new leader starts from a complete view
             return
-        if changes.person_ids is None or len(changes.person_ids) > PERSON_SCOPE_LIMIT:
-            self.full_reconcile()
+        pending = self.app.state.pending_removals()
+        self.app.metrics.removals_stored(pending)
+        removal_due = any(not p.held for p in pending)
+        changed: frozenset[str] | None = None
+        watermark: str | None = None
+        if not removal_due:
+            try:
+                changes = self.app.source.changes_since(self.app.state.get_watermark())
+            except FlagsyncError as exc:
+                log.error("source.changes_failed", error_type=type(exc).__name__, error=str(exc))
+                return
+            changed, watermark = changes.person_ids, changes.watermark
+        self._carry_out(change_poll_step(removal_due=removal_due, changed=changed), watermark)
+
+    def _carry_out(self, step: PollStep, watermark: str | None) -> None:
+        if step.action is PollAction.FULL:
+            log.info("daemon.full_reconcile_due", reason=step.reason)
+            self._full_reconcile()
             return
-        if not changes.person_ids:
-            return
-        report = self._run(RunTrigger.CHANGE_POLL, changes.person_ids)
-        if report is not None and report.outcome in (RunOutcome.CONVERGED, RunOutcome.HELD):
-            self.app.state.set_watermark(changes.watermark)
+        outcome = None
+        if step.action is PollAction.PEOPLE:
+            report = self._run(RunTrigger.CHANGE_POLL, step.person_ids)
+            outcome = report.outcome if report is not None else None
+        if watermark_moves(step.action, outcome):
+            self.app.state.set_watermark(watermark)
+            self.app.metrics.change_poll_ok()
 
     def purge_audit(self) -> None:
+        """While leading: drop audit events older than the retention period."""
+        if not self._lead():
+            return
         cutoff = datetime.now(UTC) - timedelta(days=self.app.settings.audit.retention_days)
         try:
             purged = self.app.state.purge_audit(cutoff)
@@ -156,44 +194,14 @@ class Daemon:
     # Health
 
     def healthy(self) -> bool:
-        """The scheduler is alive and a full reconcile succeeded within twice its interval."""
+        """Alive, and standing by (reaching the state store) or leading with a full reconcile within 2x its interval."""
         if not self.scheduler.running or self.stopping.is_set():
             return False
+        if self.leading_since is None:
+            return not self._lead_error
         window = 2 * self.settings.full_reconcile_interval
-        since = self.last_full_ok if self.last_full_ok is not None else self.started_at
+        since = self.last_full_ok if self.last_full_ok is not None else self.leading_since
         return time.monotonic() - since <= window
-
-    def _serve_http(self) -> None:
-        daemon = self
-
-        class Handler(BaseHTTPRequestHandler):
-            timeout = HTTP_READ_TIMEOUT_SECONDS  # applied to the connection's socket before the request is read
-
-            def do_GET(self) -> None:
-                if self.path == "/healthz":
-                    ok = daemon.healthy()
-                    body = b"ok\n" if ok else b"unhealthy\n"
-                    self._send(200 if ok else 503, "text/plain; charset=utf-8", body)
-                elif self.path == "/metrics":
-                    self._send(200, CONTENT_TYPE_LATEST, generate_latest(daemon.app.metrics.registry))
-                else:
-                    self._send(404, "text/plain; charset=utf-8", b"not found\n")
-
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Probes every few seconds would flood the logs; they are visible in /metrics instead."""
-
-        host = self.app.settings.daemon.http_host
-        port = self.app.settings.daemon.http_port
-        self._http = _BoundedHTTPServer((host, port), Handler, max_connections=HTTP_MAX_CONNECTIONS)
-        threading.Thread(target=self._http.serve_forever, name="flagsync-http", daemon=True).start()
-        log.info("daemon.http_listening", host=host, port=self._http.server_address[1])
 
     # ------------------------------------------------------------------------------------------
     # Life cycle
@@ -201,18 +209,28 @@ class Daemon:
     def start(self) -> None:
         s = self.settings
         now = datetime.now(UTC)
+        # The change poll comes first: it takes the lead (with a full reconcile) or finds another replica leading.
+        self.scheduler.add_job(self.change_poll, "interval", seconds=s.change_poll_interval, next_run_time=now, id="change_poll")
         self.scheduler.add_job(
-            self.full_reconcile, "interval", seconds=s.full_reconcile_interval, next_run_time=now, id="full_reconcile"
-        )
-        self.scheduler.add_job(
-            self.change_poll,
+            self.full_reconcile,
             "interval",
-            seconds=s.change_poll_interval,
-            next_run_time=now + timedelta(seconds=s.change_poll_interval),
-            id="change_poll",
+            seconds=s.full_reconcile_interval,
+            next_run_time=now + timedelta(seconds=s.full_reconcile_interval),
+            id="full_reconcile",
         )
         self.scheduler.add_job(self.purge_audit, "interval", hours=24, next_run_time=now + timedelta(minutes=1), id="purge_audit")
-        self._serve_http()  # port 0 picks a free port (tests)
+        self.app.metrics.daemon_started(
+            full_reconcile_interval=s.full_reconcile_interval, change_poll_interval=s.change_poll_interval
+        )
+        daemon = self.app.settings.daemon
+        self._http = HealthEndpoint(
+            daemon.http_host,
+            daemon.http_port,  # port 0 picks a free port (tests)
+            healthy=self.healthy,
+            metrics=lambda: (CONTENT_TYPE_LATEST, generate_latest(self.app.metrics.registry)),
+        )
+        self._http.start()
+        log.info("daemon.http_listening", host=self._http.address[0], port=self._http.address[1])
         self.scheduler.start()
         log.info(
             "daemon.started",
@@ -222,7 +240,7 @@ class Daemon:
         )
 
     def stop(self) -> None:
-        """Stop taking work, let the run in progress finish (bounded), and leave."""
+        """Stop taking work, let the run in progress finish (bounded), hand over the lead, and leave."""
         if self.stopping.is_set():
             return
         self.stopping.set()
@@ -230,8 +248,10 @@ class Daemon:
         self.app.service.stop_event.set()
         self.scheduler.shutdown(wait=False)
         finished = self.idle.wait(SHUTDOWN_GRACE_SECONDS)
+        if self.leading:
+            self._step_down("STOPPING")  # the standby takes over at its next poll, not when our session times out
         if self._http is not None:
-            self._http.shutdown()
+            self._http.stop()
         log.info("daemon.stopped", outcome="clean" if finished else "forced")
         if not finished:
             # A request still waiting on One's read timeout must not keep the process past its grace;

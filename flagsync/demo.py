@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-import requests
 from pydantic import SecretStr
 
 from flagsync.bootstrap import build_app
 from flagsync.cli import print_plan, print_report
+from flagsync.core.model import RunTrigger
 from flagsync.errors import ConfigError
 from flagsync.logs import configure_logging
-from flagsync.ports import RunTrigger
 from flagsync.settings import AuditSettings, LogSettings, OneSettings, Settings, SourceSettings, StateSettings
+from mocks.one.control import MockControl
 
 DEMO_CLIENT = ("flagsync-demo", "demo-secret-not-for-production")
 DEMO_HMAC_KEY = "demo-pseudonym-key-not-for-production"  # published: refused by settings unless One is on loopback
@@ -332,48 +332,27 @@ def _mock_server() -> Iterator[str]:
         mock.stop()
 
 
-def _control() -> requests.Session:
-    """A session for the mock's control plane that, like the gateway, ignores proxy variables and netrc."""
-    session = requests.Session()
-    session.trust_env = False
-    return session
+def _seed_one(one: MockControl) -> None:
+    one.reset()
+    one.seed_people(SAMPLE_PEOPLE)
+    one.add_involvement("P1002", "PIAS", "PIAS_WORKING_WITH_FAMILY")  # ours, from before the family withdrew
+    one.add_involvement("P1001", "EHSS", "EARLY_HELP")  # another team's: flagsync must never touch it
 
 
-_HTTP = _control()
-
-
-def _seed_one(url: str) -> None:
-    http = _HTTP
-    http.post(f"{url}/_mock/reset", timeout=5).raise_for_status()
-    http.post(f"{url}/_mock/people", json={"people": SAMPLE_PEOPLE}, timeout=5).raise_for_status()
-    for person_id, team, kind in (("P1002", "PIAS", "PIAS_WORKING_WITH_FAMILY"), ("P1001", "EHSS", "EARLY_HELP")):
-        body = {"personId": person_id, "serviceTeam": team, "involvementType": kind}
-        http.post(f"{url}/_mock/involvements", json=body, timeout=5).raise_for_status()
-
-
-def _print_one(url: str, out: IO[str]) -> None:
-    items = _HTTP.get(f"{url}/_mock/involvements", timeout=5).json()
-    items = items.get("items", items) if isinstance(items, dict) else items
-    active = [i for i in items if i.get("status") == "active"]
+def _print_one(one: MockControl, out: IO[str]) -> None:
+    active = [item for item in one.involvements() if item.get("status") == "active"]
     out.write("\nWhat One now shows (every team's active involvements):\n")
     for item in sorted(active, key=lambda i: (i["personId"], i["serviceTeam"])):
         out.write(f"  {item['personId']:<8} {item['serviceTeam']:<6} {item['involvementType']}\n")
 
 
-def _journal_mark(url: str) -> int:
-    entries = _HTTP.get(f"{url}/_mock/requests", timeout=5).json()["items"]
-    return max((int(e["seq"]) for e in entries), default=0)
-
-
-def _requests_since(url: str, mark: int) -> str:
-    entries = _HTTP.get(f"{url}/_mock/requests", params={"since": mark}, timeout=5).json()["items"]
-    kinds = Counter(f"{e['method']} {e['path'].split('?')[0]}" for e in entries)
+def _requests_since(one: MockControl, mark: int) -> str:
+    kinds = Counter(f"{e['method']} {e['path'].split('?')[0]}" for e in one.since(mark))
     return ", ".join(f"{n} x {kind}" for kind, n in sorted(kinds.items())) or "none"
 
 
-def _print_sent_bodies(url: str, out: IO[str]) -> None:
-    journal = _HTTP.get(f"{url}/_mock/requests", timeout=5).json()
-    entries = journal.get("items", journal) if isinstance(journal, dict) else journal
+def _print_sent_bodies(one: MockControl, out: IO[str]) -> None:
+    entries = one.since(0)
     bodies = sorted(
         {e.get("body") or "" for e in entries if e.get("method") == "POST" and "/api/v1/people/" in e.get("path", "")}
     )
@@ -391,10 +370,10 @@ def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
         work = Path(workdir or tmp).resolve()
         prepare_workdir(work)
         _create_consent_db(work / CONSENT_DB)
-        with _mock_server() as url:
+        with _mock_server() as url, MockControl(url) as one:
             settings = demo_settings(work, url)
             check_own_mock(settings, work, url)
-            _seed_one(url)
+            _seed_one(one)
             _write_config(work, url)
             configure_logging(format="console", level="ERROR", pseudonymizer=None, stream=sys.stderr)
             out.write(WHAT_IT_SHOWS.format(url=url, db=work / CONSENT_DB))
@@ -404,7 +383,7 @@ def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
                     f"  {r[0]}  person={r[1] or '(none)':<7} {r[2]:<9} informed={r[3] or '-':<4} "
                     f"recorded={r[5]:<19} expires={r[6] or '-':<19} case={r[7]}\n"
                 )
-            _print_one(url, out)
+            _print_one(one, out)
 
             app = build_app(settings)
             try:
@@ -420,15 +399,15 @@ def run_demo(*, workdir: Path | None, out: IO[str]) -> int:
                 out.write("\n--- Step 2: flagsync sync (applies that plan) ---\n")
                 report = app.service.sync(trigger=RunTrigger.DEMO)
                 print_report(report, out, show_plan=False)
-                _print_one(url, out)
+                _print_one(one, out)
 
                 out.write("\n--- Step 3: flagsync sync again (a converged system makes no writes) ---\n")
-                mark = _journal_mark(url)
+                mark = one.last_seq()
                 again = app.service.sync(trigger=RunTrigger.DEMO)
                 counts = again.counts()
                 out.write(f"Second run: {counts['adds']} added, {counts['removes']} removed - outcome {again.outcome.value}\n")
-                out.write(f"Requests One received in the second run: {_requests_since(url, mark)}\n")
-                _print_sent_bodies(url, out)
+                out.write(f"Requests One received in the second run: {_requests_since(one, mark)}\n")
+                _print_sent_bodies(one, out)
             finally:
                 app.close()
         if workdir is not None:

@@ -104,6 +104,7 @@ ALLOWED_KEYS: Final[frozenset[str]] = frozenset(
         "delay_s",
         "retry_after_s",
         "correlation_id",
+        "idempotency_key",
         "pages",
         "page_size",
         "concurrency",

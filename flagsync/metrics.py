@@ -1,19 +1,21 @@
 """Prometheus metrics for the daemon: runs, changes, flags in One, pending work, One's latency.
 
 Labels are outcomes, actions, methods, endpoint templates and statuses only: never a person id.
+deploy/prometheus/alerts.yaml and deploy/grafana/flagsync.json use these names (tests/deploy checks them).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from flagsync.ports import RunOutcome, RunTrigger
-from flagsync.service import RunObserver
+from flagsync.core.model import RunOutcome, RunTrigger
+from flagsync.ports import PendingRemoval
 
 
-class Metrics(RunObserver):
+class Metrics:
     """Every flagsync metric, in a registry of its own (so tests and several instances never clash)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
@@ -42,8 +44,42 @@ class Metrics(RunObserver):
             registry=r,
         )
         self.retries = Counter("flagsync_one_retries", "Retries of requests to One.", ["endpoint", "reason"], registry=r)
+        self.auth_refusals = Counter(
+            "flagsync_one_auth_refusals",
+            "Answers refusing our credentials (token request: 400/401) or our token (API request: 401).",
+            ["request"],
+            registry=r,
+        )
+        for request in ("token", "api"):
+            self.auth_refusals.labels(request=request)  # exported as 0 from the start, so increase() sees the first one
+        self.oldest_pending = Gauge(
+            "flagsync_oldest_pending_removal_timestamp_seconds",
+            "When the oldest pending (not held) removal was first due; 0 when none is pending.",
+            registry=r,
+        )
+        self.quarantined = Gauge(
+            "flagsync_quarantined_records", "Consent records quarantined at the last full reconcile.", registry=r
+        )
+        self.leader = Gauge(
+            "flagsync_leader", "1 while this daemon is the active replica (holds the leader lock), else 0.", registry=r
+        )
+        self.daemon_start = Gauge("flagsync_daemon_start_timestamp_seconds", "When this daemon process started.", registry=r)
+        self.full_interval = Gauge(
+            "flagsync_full_reconcile_interval_seconds", "The daemon's sync.full_reconcile_interval.", registry=r
+        )
+        self.poll_interval = Gauge("flagsync_change_poll_interval_seconds", "The daemon's sync.change_poll_interval.", registry=r)
+        self.last_full_ok = Gauge(
+            "flagsync_last_full_reconcile_ok_timestamp_seconds",
+            "When this daemon last finished a full reconcile that read both sides and planned (what /healthz counts); 0: never.",
+            registry=r,
+        )
+        self.last_change_poll = Gauge(
+            "flagsync_last_change_poll_timestamp_seconds",
+            "When this daemon last caught up with changed records (a change poll, or a full reconcile that succeeded); 0: never.",
+            registry=r,
+        )
 
-    # RunObserver
+    # Telemetry (flagsync.ports)
 
     def run_finished(self, outcome: RunOutcome, trigger: RunTrigger, duration_s: float) -> None:
         self.runs.labels(trigger=trigger.value, outcome=outcome.value).inc()
@@ -57,14 +93,36 @@ class Metrics(RunObserver):
     def flags_in_one(self, count: int) -> None:
         self.flags.set(count)
 
-    def pending_changed(self, pending: int, held: int) -> None:
-        self.pending.set(pending)
-        self.held.set(held)
+    def removals_stored(self, pending: Sequence[PendingRemoval]) -> None:
+        waiting = [p for p in pending if not p.held]
+        self.pending.set(len(waiting))
+        self.held.set(len(pending) - len(waiting))
+        oldest = min((p.since for p in waiting), default=None)
+        self.oldest_pending.set(oldest.timestamp() if oldest is not None else 0)
 
-    # Gateway hooks
+    def quarantined_records(self, count: int) -> None:
+        self.quarantined.set(count)
 
-    def on_request(self, method: str, endpoint: str, status: int | None, seconds: float) -> None:
+    # Daemon hooks
+
+    def daemon_started(self, *, full_reconcile_interval: float, change_poll_interval: float) -> None:
+        self.daemon_start.set(time.time())
+        self.full_interval.set(full_reconcile_interval)
+        self.poll_interval.set(change_poll_interval)
+
+    def full_reconcile_ok(self) -> None:
+        now = time.time()
+        self.last_full_ok.set(now)
+        self.last_change_poll.set(now)  # a full reconcile covers every change
+
+    def change_poll_ok(self) -> None:
+        self.last_change_poll.set(time.time())
+
+    def request_done(self, method: str, endpoint: str, status: int | None, seconds: float) -> None:
         self.request_latency.labels(method=method, endpoint=endpoint, status=str(status) if status else "none").observe(seconds)
 
-    def on_retry(self, endpoint: str, reason: str) -> None:
+    def retry_scheduled(self, endpoint: str, reason: str) -> None:
         self.retries.labels(endpoint=endpoint, reason=reason).inc()
+
+    def credentials_refused(self, request: str) -> None:
+        self.auth_refusals.labels(request=request).inc()

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from flagsync.core.model import Attention, Flag, QuarantinedRecord, SourceItem
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, RunOutcome, RunTrigger, SourceItem
 
 # --------------------------------------------------------------------------------------------
 # Consent source
@@ -59,6 +59,14 @@ class ConsentSource(Protocol):
 # One
 
 
+@dataclass(frozen=True, slots=True)
+class PageProbe:
+    """What `FlagGateway.probe` saw: how many flags the first page held, and whether more pages follow."""
+
+    items: int
+    more: bool
+
+
 class CreateOutcome(StrEnum):
     CREATED = "created"
     ALREADY_PRESENT = "already_present"  # One answered 409 DUPLICATE_ACTIVE_INVOLVEMENT
@@ -89,8 +97,8 @@ class FlagGateway(Protocol):
         """Delete this flag; already gone counts as done; a stale version is re-read and retried."""
         ...
 
-    def probe(self) -> int:
-        """Fetch a token and list one page; return how many flags that page held."""
+    def probe(self) -> PageProbe:
+        """Fetch a token and list the first page (of one item)."""
         ...
 
 
@@ -108,23 +116,6 @@ class RunFence(Protocol):
 
 # --------------------------------------------------------------------------------------------
 # State store
-
-
-class RunOutcome(StrEnum):
-    CONVERGED = "converged"  # exit 0
-    CHANGES_FAILED = "changes_failed"  # exit 3
-    HELD = "held"  # exit 4
-    ERROR = "error"  # exit 1
-    INTERRUPTED = "interrupted"  # stopped by a signal (or the lost run lock) before it finished
-    ABANDONED = "abandoned"  # never recorded as finished (the process was killed); marked by the next run
-
-
-class RunTrigger(StrEnum):
-    OPERATOR = "operator"
-    OPERATOR_PERSON = "operator_person"
-    SCHEDULED_FULL = "scheduled_full"
-    CHANGE_POLL = "change_poll"
-    DEMO = "demo"
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,3 +286,74 @@ class StateStore(RunLog, PendingRemovals, AuditTrail, ChangeWatermark, LastRunRe
     Takes raw person ids where convenient and stores only their pseudonyms: nothing it keeps
     names a person or a consent record in the clear.
     """
+
+
+# --------------------------------------------------------------------------------------------
+# Telemetry
+
+
+class Telemetry(Protocol):
+    """What flagsync reports about its work, for metrics (`flagsync.metrics.Metrics`). Values are never ids.
+
+    `NoTelemetry` does nothing; the service and the gateway take any object with these methods.
+    """
+
+    def run_finished(self, outcome: RunOutcome, trigger: RunTrigger, duration_s: float) -> None:
+        """A run ended with this outcome."""
+        ...
+
+    def change_applied(self, action: str, outcome: str) -> None:
+        """One write finished: action add/remove, outcome ok/failed/..."""
+        ...
+
+    def flags_in_one(self, count: int) -> None:
+        """After a full listing: how many flags of ours One holds."""
+        ...
+
+    def removals_stored(self, pending: Sequence[PendingRemoval]) -> None:
+        """The pending and held removals the state store holds now."""
+        ...
+
+    def quarantined_records(self, count: int) -> None:
+        """After a full plan: how many consent records are quarantined."""
+        ...
+
+    def request_done(self, method: str, endpoint: str, status: int | None, seconds: float) -> None:
+        """One HTTP request to One answered (status None: no answer), by endpoint template."""
+        ...
+
+    def retry_scheduled(self, endpoint: str, reason: str) -> None:
+        """A request to One will be retried; `reason` is a contract or local code."""
+        ...
+
+    def credentials_refused(self, request: str) -> None:
+        """One refused our client credentials (`token`) or our access token (`api`)."""
+        ...
+
+
+class NoTelemetry:
+    """A `Telemetry` that records nothing."""
+
+    def run_finished(self, outcome: RunOutcome, trigger: RunTrigger, duration_s: float) -> None:
+        """Nothing recorded."""
+
+    def change_applied(self, action: str, outcome: str) -> None:
+        """Nothing recorded."""
+
+    def flags_in_one(self, count: int) -> None:
+        """Nothing recorded."""
+
+    def removals_stored(self, pending: Sequence[PendingRemoval]) -> None:
+        """Nothing recorded."""
+
+    def quarantined_records(self, count: int) -> None:
+        """Nothing recorded."""
+
+    def request_done(self, method: str, endpoint: str, status: int | None, seconds: float) -> None:
+        """Nothing recorded."""
+
+    def retry_scheduled(self, endpoint: str, reason: str) -> None:
+        """Nothing recorded."""
+
+    def credentials_refused(self, request: str) -> None:
+        """Nothing recorded."""

@@ -29,7 +29,7 @@ from enum import StrEnum
 
 import structlog
 
-from flagsync.core.model import Flag, Plan, Rules, SourceItem
+from flagsync.core.model import Flag, Plan, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.planner import build_plan
 from flagsync.core.rule import Gathered, Gatherer
 from flagsync.core.schedule import settled_removals
@@ -40,16 +40,13 @@ from flagsync.ports import (
     ConsentSource,
     CreateOutcome,
     FlagGateway,
+    NoTelemetry,
     RunFence,
-    RunOutcome,
-    RunTrigger,
     StateStore,
+    Telemetry,
 )
 
 log = structlog.get_logger("flagsync.service")
-
-#: Above this many changed people a change poll reads the whole source instead of person by person.
-PERSON_SCOPE_LIMIT = 200
 
 #: Confirmed changes are written to the audit trail at least this often, and in batches of at most this many.
 AUDIT_FLUSH_SECONDS = 1.0
@@ -68,22 +65,6 @@ class Phase(StrEnum):
 
 #: progress(phase, done, total): total is None while unknown.
 ProgressFn = Callable[[Phase, int, int | None], None]
-
-
-class RunObserver:
-    """Receives what a run did, for metrics; the default does nothing."""
-
-    def run_finished(self, outcome: RunOutcome, trigger: RunTrigger, duration_s: float) -> None:
-        """A run ended with this outcome."""
-
-    def change_applied(self, action: str, outcome: str) -> None:
-        """One write finished: action add/remove, outcome ok/failed/..."""
-
-    def flags_in_one(self, count: int) -> None:
-        """After a full listing: how many flags of ours One holds."""
-
-    def pending_changed(self, pending: int, held: int) -> None:
-        """The number of pending and held removals now stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +129,7 @@ class SyncService:
         max_concurrency: int = 8,
         lock: Callable[[], AbstractContextManager[RunFence]] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        observer: RunObserver | None = None,
+        telemetry: Telemetry | None = None,
         person_issue_backoff: timedelta = timedelta(hours=1),
     ) -> None:
         self._source = source
@@ -158,7 +139,7 @@ class SyncService:
         self._max_concurrency = max(1, max_concurrency)
         self._lock = lock or (lambda: nullcontext(_NO_FENCE))
         self._clock = clock
-        self._observer = observer or RunObserver()
+        self._telemetry: Telemetry = telemetry or NoTelemetry()
         self.stop_event = threading.Event()
         # People One refused (archived, merged, ...), with the reason and when to ask again: a
         # converged system must not knock on One's door for them every cycle.
@@ -205,7 +186,7 @@ class SyncService:
         flags = self._gateway.list_flags()
         if progress is not None:
             progress(Phase.LIST_ONE, len(flags), len(flags))
-        self._observer.flags_in_one(len(flags))
+        self._telemetry.flags_in_one(len(flags))
         return flags
 
     def _read_people(self, person_ids: frozenset[str], now: datetime) -> tuple[Gathered, list[Flag]]:
@@ -341,9 +322,9 @@ class SyncService:
         counts = report.counts()
         if report.run_id is not None:
             self._state.finish_run(report.run_id, report.outcome, counts, self._clock())
-        self._observer.run_finished(report.outcome, report.trigger, report.duration_s)
+        self._telemetry.run_finished(report.outcome, report.trigger, report.duration_s)
         pending = self._state.pending_removals()
-        self._observer.pending_changed(sum(not p.held for p in pending), sum(p.held for p in pending))
+        self._telemetry.removals_stored(pending)
         log.info("sync.completed", outcome=report.outcome.value, duration_s=round(report.duration_s, 3), **counts)
         return report
 
@@ -373,7 +354,7 @@ class SyncService:
             audit.add(AuditEntry(result.action, result.person_id, result.outcome, result.reason), counted=True)
             if result.outcome == "person_issue":
                 self._refused[result.person_id] = (result.reason or "", now + self._person_issue_backoff)
-            self._observer.change_applied(result.action, result.outcome)
+            self._telemetry.change_applied(result.action, result.outcome)
             self._log_change(result)
             if progress is not None:
                 progress(Phase.APPLY, len(report.changes), total)
@@ -488,6 +469,7 @@ class SyncService:
         if full:
             issues = [(c.person_id, c.reason or "") for c in report.person_issues]
             self._state.replace_report(plan.quarantined, plan.unmatched, plan.attention, issues)
+            self._telemetry.quarantined_records(len(plan.quarantined))
 
 
 class _AuditBuffer:

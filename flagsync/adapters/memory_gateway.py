@@ -8,10 +8,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from flagsync.adapters.one_http import PERSON_INVOLVEMENTS
-from flagsync.core.model import Flag, is_valid_person_id
+from flagsync.adapters.one import wire
+from flagsync.adapters.one.wire import PERSON_INVOLVEMENTS
+from flagsync.core.model import Flag
 from flagsync.errors import ContractViolation, PersonIssue, PersonUnavailable, RemoteError
-from flagsync.ports import CreateOutcome
+from flagsync.ports import CreateOutcome, PageProbe
 
 PersonState = Literal["active", "archived", "restricted", "merged"]
 Operation = Literal["list_flags", "person_flags", "create_flag", "remove_flag", "probe"]
@@ -102,11 +103,8 @@ class InMemoryFlagGateway:
     def create_flag(self, person_id: str, idempotency_key: str) -> CreateOutcome:
         with self._lock:
             fault = self._begin("create_flag")
-            if not 1 <= len(idempotency_key) <= 64:
-                raise ContractViolation(
-                    "Refused to send an Idempotency-Key that is not 1-64 characters", code="BAD_IDEMPOTENCY_KEY"
-                )
-            self._check_person_id(person_id, PERSON_INVOLVEMENTS)
+            wire.check_idempotency_key(idempotency_key)
+            wire.person_path(person_id)
             replay = self._replays.get(idempotency_key)
             if replay is not None:
                 if replay[0] != person_id:
@@ -133,10 +131,10 @@ class InMemoryFlagGateway:
             self._flags.pop(flag.involvement_id, None)
             self._finish(fault, None)
 
-    def probe(self) -> int:
+    def probe(self) -> PageProbe:
         with self._lock:
             fault = self._begin("probe")
-            return self._finish(fault, min(1, len(self._flags)))
+            return self._finish(fault, PageProbe(items=min(1, len(self._flags)), more=len(self._flags) > 1))
 
     # ---- internals
 
@@ -164,14 +162,8 @@ class InMemoryFlagGateway:
             raise copy.copy(fault.error)
         return result
 
-    def _check_person_id(self, person_id: str, endpoint: str) -> None:
-        if not is_valid_person_id(person_id):
-            raise ContractViolation(
-                f"Refused to put a malformed person id in {endpoint}", code="INVALID_PERSON_ID", endpoint=endpoint
-            )
-
     def _check_person(self, person_id: str, endpoint: str) -> None:
-        self._check_person_id(person_id, endpoint)
+        wire.person_path(person_id)
         state = self._people.get(person_id, "active" if self._any_person else "unknown")
         if state != "active":
             status, issue = _UNAVAILABLE[state]

@@ -1,4 +1,5 @@
-"""The single-run lock: a file lock beside an SQLite state store, a PostgreSQL advisory lock beside a PostgreSQL one.
+"""The single-run lock and the daemon's leader lock: a file lock beside an SQLite state store, a PostgreSQL advisory
+lock beside a PostgreSQL one.
 
 Held for the whole of a writing run, so that a daemon, an operator's `flagsync sync` and a second
 replica never write at the same time. Whoever cannot take it within `wait_seconds` gets
@@ -20,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Literal, Protocol
 
 import filelock
 from sqlalchemy import Connection, Engine, create_engine, text
@@ -33,6 +34,11 @@ from flagsync.errors import RunInProgressError, RunInterrupted, StateError
 
 #: The session-level advisory lock key every flagsync replica agrees on: the first 8 bytes of SHA-256("flagsync").
 ADVISORY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"flagsync").digest()[:8], "big", signed=True)
+
+#: The leader lock's key: held by the one active daemon for as long as it lives (`RunLock(url, role="leader")`).
+LEADER_LOCK_KEY = int.from_bytes(hashlib.sha256(b"flagsync:leader").digest()[:8], "big", signed=True)
+
+_ROLES = {"run": (ADVISORY_LOCK_KEY, ".lock"), "leader": (LEADER_LOCK_KEY, ".leader.lock")}
 
 #: How often a waiting PostgreSQL acquirer asks again.
 POLL_INTERVAL_SECONDS = 0.1
@@ -66,17 +72,22 @@ class _Backend(Protocol):
 
 
 class RunLock:
-    """Context manager holding the single-run lock for a state store URL; `wait_seconds=0` tries once and never waits.
+    """Context manager holding a lock for a state store URL; `wait_seconds=0` tries once and never waits.
 
-    One instance is one holder: use a fresh instance (or release first) to take the lock again.
+    `role="run"` (default) is the single-run lock, held for the whole of a writing run; `role="leader"`
+    is the daemon's leader lock, held by the one active replica for its whole life. One instance is
+    one holder: use a fresh instance (or release first) to take the lock again.
     """
 
-    def __init__(self, state_url: str, *, wait_seconds: float = 5.0) -> None:
+    def __init__(self, state_url: str, *, wait_seconds: float = 5.0, role: Literal["run", "leader"] = "run") -> None:
         if wait_seconds < 0:
             raise ValueError("wait_seconds must not be negative")
+        key, suffix = _ROLES[role]
         self._wait_seconds = wait_seconds
         url = parse_state_url(state_url)
-        self._backend: _Backend = _AdvisoryLock(url) if url.get_backend_name() == "postgresql" else _FileLock(lock_file_for(url))
+        self._backend: _Backend = (
+            _AdvisoryLock(url, key) if url.get_backend_name() == "postgresql" else _FileLock(lock_file_for(url, suffix))
+        )
         self._held = False
         self._lost = False
         self._checked_at = 0.0
@@ -122,13 +133,13 @@ class RunLock:
         self.release()
 
 
-def lock_file_for(url: URL) -> Path:
+def lock_file_for(url: URL, suffix: str = ".lock") -> Path:
     """`<state file>.lock` for an SQLite file; a file in the temp dir keyed by a hash of the URL otherwise."""
     path = sqlite_file_path(url) if url.get_backend_name() == "sqlite" else None
     if path is not None:
-        return path.with_name(path.name + ".lock")
+        return path.with_name(path.name + suffix)
     digest = hashlib.sha256(url.render_as_string(hide_password=False).encode("utf-8")).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"flagsync-{digest}.lock"
+    return Path(tempfile.gettempdir()) / f"flagsync-{digest}{suffix}"
 
 
 class _FileLock:
@@ -164,18 +175,21 @@ class _FileLock:
 class _AdvisoryLock:
     """A session-level advisory lock on a connection of its own, kept open (outside any transaction) while held."""
 
-    def __init__(self, url: URL) -> None:
+    def __init__(self, url: URL, key: int) -> None:
         self._url = url
+        self._key = key
         self._engine: Engine | None = None
         self._conn: Connection | None = None
 
     def acquire(self, wait_seconds: float) -> bool:
         deadline = time.monotonic() + wait_seconds
         try:
-            self._engine = create_engine(self._url, hide_parameters=True, poolclass=NullPool, connect_args=_LOCK_CONNECTION_ARGS)
+            # An application_name the operator put in the URL wins (it tells replicas apart in pg_stat_activity).
+            args = {k: v for k, v in _LOCK_CONNECTION_ARGS.items() if not (k == "application_name" and k in self._url.query)}
+            self._engine = create_engine(self._url, hide_parameters=True, poolclass=NullPool, connect_args=args)
             self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             while True:
-                taken = self._conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}).scalar_one()
+                taken = self._conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}).scalar_one()
                 if taken:
                     return True
                 remaining = deadline - time.monotonic()
@@ -198,7 +212,7 @@ class _AdvisoryLock:
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
             " AND classid = :hi AND objid = :lo AND objsubid = 1)"
         )
-        key = ADVISORY_LOCK_KEY & 0xFFFFFFFFFFFFFFFF
+        key = self._key & 0xFFFFFFFFFFFFFFFF
         try:
             return bool(self._conn.execute(query, {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).scalar_one())
         except SQLAlchemyError:
@@ -207,7 +221,7 @@ class _AdvisoryLock:
     def release(self) -> None:
         try:
             if self._conn is not None:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY})
+                self._conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self._key})
         except SQLAlchemyError:
             pass  # closing the session below releases a session-level lock all the same
         finally:

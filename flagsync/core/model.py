@@ -178,3 +178,24 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.adds or self.removes or self.held)
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs
+
+
+class RunOutcome(StrEnum):
+    CONVERGED = "converged"  # exit 0
+    CHANGES_FAILED = "changes_failed"  # exit 3
+    HELD = "held"  # exit 4
+    ERROR = "error"  # exit 1
+    INTERRUPTED = "interrupted"  # stopped by a signal (or the lost run lock) before it finished
+    ABANDONED = "abandoned"  # never recorded as finished (the process was killed); marked by the next run
+
+
+class RunTrigger(StrEnum):
+    OPERATOR = "operator"
+    OPERATOR_PERSON = "operator_person"
+    SCHEDULED_FULL = "scheduled_full"
+    CHANGE_POLL = "change_poll"
+    DEMO = "demo"

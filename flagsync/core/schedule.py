@@ -1,15 +1,25 @@
-"""Pure decisions about stored work between runs: which pending and held removals a finished run settles.
+"""Pure decisions between runs: which stored removals a run settles, what a change poll does, when the watermark moves.
 
-No I/O, no clock; table-tested in tests/core/test_schedule.py.
+No I/O, no clock; table-tested in tests/core/test_schedule.py. The daemon carries out what these return.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
 
-from flagsync.core.model import Plan
+from flagsync.core.model import Plan, RunOutcome
 
-__all__ = ["settled_removals"]
+__all__ = [
+    "FULL_RUN_HEALTHY",
+    "PERSON_SCOPE_LIMIT",
+    "PollAction",
+    "PollStep",
+    "change_poll_step",
+    "settled_removals",
+    "watermark_moves",
+]
 
 
 def settled_removals(pending: Iterable[str], plan: Plan, confirmed: Iterable[str], *, full: bool) -> frozenset[str]:
@@ -26,3 +36,65 @@ def settled_removals(pending: Iterable[str], plan: Plan, confirmed: Iterable[str
         return frozenset(p for p in pending if p in done)
     still_due = {flag.involvement_id for flag in (*plan.removes, *plan.held)}
     return frozenset(p for p in pending if p in done or p not in still_due)
+
+
+# --------------------------------------------------------------------------------------------
+# The daemon's change poll
+
+
+#: Above this many changed people a change poll reads the whole source instead of person by person.
+PERSON_SCOPE_LIMIT = 200
+
+
+class PollAction(StrEnum):
+    NOTHING = "nothing"  # nobody changed: no run at all
+    PEOPLE = "people"  # sync just these people
+    FULL = "full"  # a full reconcile
+
+
+@dataclass(frozen=True, slots=True)
+class PollStep:
+    """What one change poll does, and why (`reason` is a stable word for logs)."""
+
+    action: PollAction
+    reason: str
+    person_ids: frozenset[str] = frozenset()
+
+
+def change_poll_step(*, removal_due: bool, changed: frozenset[str] | None, person_limit: int = PERSON_SCOPE_LIMIT) -> PollStep:
+    """The change poll's next step from what is stored and what the source says changed.
+
+    `removal_due`: a pending (not held) removal is stored - removal is a duty, so every poll runs a
+    full reconcile until One confirms it. `changed`: the people the source says changed since the
+    watermark, or None when it cannot tell (a CSV whose hash changed, the first poll, rows deleted).
+    """
+    if removal_due:
+        return PollStep(PollAction.FULL, "PENDING_REMOVAL")
+    if changed is None:
+        return PollStep(PollAction.FULL, "SOURCE_CANNOT_TELL")
+    if len(changed) > person_limit:
+        return PollStep(PollAction.FULL, "MANY_CHANGED")
+    if not changed:
+        return PollStep(PollAction.NOTHING, "NOTHING_CHANGED")
+    return PollStep(PollAction.PEOPLE, "CHANGED", changed)
+
+
+#: Outcomes of a full run that read both sides and planned: the daemon is doing its job.
+FULL_RUN_HEALTHY = frozenset({RunOutcome.CONVERGED, RunOutcome.CHANGES_FAILED, RunOutcome.HELD})
+
+
+def watermark_moves(action: PollAction, outcome: RunOutcome | None) -> bool:
+    """Whether the change watermark may move past what this step (and its run's `outcome`) covered.
+
+    A full run that read both sides and planned covers every change up to the watermark taken before
+    it, even when some writes failed (they are stored as pending and retried). A person-scoped run
+    covers its people only when it applied everything (or held removals, which are stored): after a
+    failed write the same people must be polled again. A poll where nobody changed moves it freely.
+    """
+    if action is PollAction.NOTHING:
+        return True
+    if outcome is None:
+        return False  # the run did not happen (the run lock was taken) or did not finish
+    if action is PollAction.FULL:
+        return outcome in FULL_RUN_HEALTHY
+    return outcome in (RunOutcome.CONVERGED, RunOutcome.HELD)

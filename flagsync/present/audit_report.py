@@ -21,7 +21,8 @@ from html import escape
 from typing import Any
 
 from flagsync.core.disclosure import EXACT_NOTE, LARGEST_SUPPRESSED, ROUNDING_BASE, RULE, SUPPRESSED, Figure
-from flagsync.ports import RunOutcome, RunRecord
+from flagsync.core.model import RunOutcome
+from flagsync.ports import RunRecord
 from flagsync.present.charts import Chart, Series, bar_chart, line_chart
 
 _EN_DASH = "\u2013"

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Protocol
 
 import pytest
-import requests
+from pydantic import SecretStr
 
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway, PersonState
-from flagsync.adapters.one_http import HttpFlagGateway
+from flagsync.adapters.one.endpoint import OneEndpoint
+from flagsync.adapters.one.gateway import HttpFlagGateway
 from flagsync.core.model import INVOLVEMENT_TYPE, SERVICE_TEAM, Flag
 from flagsync.ports import FlagGateway
+from mocks.one.control import MockControl
 from mocks.one.server import RunningMock, start_in_thread
 
 CLIENT_ID, CLIENT_SECRET = "flagsync-contract", "contract-secret"
@@ -66,9 +68,9 @@ class FakeSide:
 class MockSide:
     """The mock server's /_mock/ control plane, seen as One's staff editing records by hand."""
 
-    def __init__(self, mock: RunningMock, session: requests.Session) -> None:
+    def __init__(self, mock: RunningMock, control: MockControl) -> None:
         self._mock = mock
-        self._http = session
+        self._control = control
 
     def add_person(self, person_id: str, state: PersonState | str = "active") -> None:
         if state == "unknown":
@@ -76,18 +78,17 @@ class MockSide:
         person: dict[str, str] = {"personId": person_id, "state": state}
         if state == "merged":
             person["successorPersonId"] = f"{person_id}S"
-        self._post("/_mock/people", {"people": [person]})
+        self._control.seed_people([person])
 
     def add_flag_by_hand(self, person_id: str) -> Flag:
-        made = self._post("/_mock/involvements", {"personId": person_id, "serviceTeam": SERVICE_TEAM})
+        made = self._control.add_involvement(person_id, SERVICE_TEAM)
         return Flag(made["id"], made["personId"], made["version"])
 
     def add_other_team(self, person_id: str, team: str) -> None:
-        self._post("/_mock/involvements", {"personId": person_id, "serviceTeam": team})
+        self._control.add_involvement(person_id, team)
 
     def remove_by_hand(self, involvement_id: str) -> None:
-        response = self._http.delete(f"{self._mock.url}/_mock/involvements/{involvement_id}", timeout=TIMEOUT)
-        assert response.status_code in (204, 404), response.text
+        self._control.remove_involvement(involvement_id, missing_ok=True)
 
     def touch_by_hand(self, involvement_id: str) -> Flag:
         # The control plane has no "edit by hand"; an edit in One only moves the version on, so do that directly.
@@ -98,19 +99,9 @@ class MockSide:
             return Flag(involvement_id, stored.person_id, stored.version)
 
     def flags(self) -> list[Flag]:
-        response = self._http.get(f"{self._mock.url}/_mock/involvements", timeout=TIMEOUT)
-        assert response.status_code == 200, response.text
         return sorted(
-            Flag(item["id"], item["personId"], item["version"])
-            for item in response.json()["items"]
-            if item["serviceTeam"] == SERVICE_TEAM and item["involvementType"] == INVOLVEMENT_TYPE and item["status"] == "active"
+            Flag(item["id"], item["personId"], item["version"]) for item in self._control.active(SERVICE_TEAM, INVOLVEMENT_TYPE)
         )
-
-    def _post(self, path: str, body: object) -> dict[str, Any]:
-        response = self._http.post(f"{self._mock.url}{path}", json=body, timeout=TIMEOUT)
-        assert response.status_code in (200, 201), response.text
-        result: dict[str, Any] = response.json()
-        return result
 
 
 @pytest.fixture(scope="module")
@@ -127,19 +118,21 @@ def side(request: pytest.FixtureRequest) -> Iterator[tuple[FlagGateway, OneSide]
         yield fake, FakeSide(fake)
         return
     mock: RunningMock = request.getfixturevalue("mock_server")
-    with requests.Session() as session:
-        assert session.post(f"{mock.url}/_mock/reset", timeout=TIMEOUT).status_code == 204
+    with MockControl(mock.url) as control:
+        control.reset()
         gateway = HttpFlagGateway(
-            base_url=mock.url,
-            token_url=None,
-            client_id=CLIENT_ID,
-            client_secret=CLIENT_SECRET,
+            OneEndpoint(
+                base_url=mock.url,
+                token_url=mock.url + "/connect/token",
+                client_id=CLIENT_ID,
+                client_secret=SecretStr(CLIENT_SECRET),
+            ),
             page_size=PAGE_SIZE,
             retry_attempts=2,
             retry_max_delay=0.1,
             sleep=lambda _: None,
         )
         try:
-            yield gateway, MockSide(mock, session)
+            yield gateway, MockSide(mock, control)
         finally:
             gateway.close()

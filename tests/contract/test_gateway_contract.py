@@ -6,7 +6,7 @@ import pytest
 
 from flagsync.core.model import Flag
 from flagsync.errors import PersonIssue, PersonUnavailable
-from flagsync.ports import CreateOutcome, FlagGateway
+from flagsync.ports import CreateOutcome, FlagGateway, PageProbe
 from tests.contract.conftest import PAGE_SIZE, OneSide
 
 Side = tuple[FlagGateway, OneSide]
@@ -148,12 +148,13 @@ def test_flag_removed_by_hand_is_not_listed_and_can_be_made_again(side: Side) ->
 
 
 def test_probe_lists_at_most_one(side: Side) -> None:
-    """probe answers 0 with no flags and 1 once there are some (a page of size 1)."""
+    """probe sees nothing with no flags; with two, one on its page of size 1 and more to follow."""
     gateway, one = side
-    assert gateway.probe() == 0
-    for person_id in ("PCON01", "PCON02"):
-        one.add_flag_by_hand(person_id)
-    assert gateway.probe() == 1
+    assert gateway.probe() == PageProbe(0, False)
+    one.add_flag_by_hand("PCON01")
+    assert gateway.probe() == PageProbe(1, False)
+    one.add_flag_by_hand("PCON02")
+    assert gateway.probe() == PageProbe(1, True)
 
 
 def test_flags_are_values_the_service_can_compare(side: Side) -> None:

@@ -12,17 +12,19 @@ from pathlib import Path
 import pytest
 import requests
 
-from flagsync import daemon as daemon_module
+from flagsync import daemon_http
+from flagsync.adapters import run_lock
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.state import SqlStateStore
 from flagsync.bootstrap import App
-from flagsync.core.model import Decision, Rules, SourceItem
+from flagsync.core.model import Decision, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.daemon import Daemon
+from flagsync.daemon_http import HealthEndpoint
 from flagsync.errors import RetriableRemoteError
 from flagsync.metrics import Metrics
-from flagsync.ports import Changes, RunOutcome, RunTrigger
+from flagsync.ports import Changes
 from flagsync.service import SyncService
 from flagsync.settings import DaemonSettings, Settings, SyncSettings
 from tests.core.builders import rec
@@ -79,9 +81,19 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
     state = SqlStateStore(url, pseudonymizer)
     metrics = Metrics()
     service = SyncService(
-        source=source, gateway=one, state=state, rules=Rules(), lock=lambda: RunLock(url, wait_seconds=0), observer=metrics
+        source=source, gateway=one, state=state, rules=Rules(), lock=lambda: RunLock(url, wait_seconds=0), telemetry=metrics
     )
-    app = App(settings, pseudonymizer, source, one, state, metrics, service, lambda: RunLock(url, wait_seconds=0))
+    app = App(
+        settings,
+        pseudonymizer,
+        source,
+        one,
+        state,
+        metrics,
+        service,
+        lambda: RunLock(url, wait_seconds=0),
+        RunLock(url, wait_seconds=0, role="leader"),
+    )
     daemon = Daemon(app)
     yield daemon, source, one, state
     if daemon.scheduler.running:
@@ -168,7 +180,7 @@ def test_health_and_metrics_endpoints(parts: Parts) -> None:
     daemon, _source, _one, _state = parts
     daemon.start()
     assert daemon._http is not None
-    base = f"http://127.0.0.1:{daemon._http.server_address[1]}"
+    base = f"http://127.0.0.1:{daemon._http.address[1]}"
     _wait_for_first_reconcile(daemon)
     assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
     metrics = requests.get(f"{base}/metrics", timeout=5).text
@@ -181,13 +193,12 @@ def test_health_and_metrics_endpoints(parts: Parts) -> None:
     daemon.stop()
 
 
-def test_idle_connections_cannot_pile_up_threads(parts: Parts, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_idle_connections_cannot_pile_up_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Half-sent requests hold at most the connection cap in threads, are cut off by the read timeout; health answers."""
-    monkeypatch.setattr(daemon_module, "HTTP_READ_TIMEOUT_SECONDS", 0.5)
-    daemon, _source, _one, _state = parts
-    daemon._serve_http()
-    assert daemon._http is not None
-    address = ("127.0.0.1", daemon._http.server_address[1])
+    monkeypatch.setattr(daemon_http, "HTTP_READ_TIMEOUT_SECONDS", 0.5)
+    endpoint = HealthEndpoint("127.0.0.1", 0, healthy=lambda: True, metrics=lambda: ("text/plain", b""))
+    endpoint.start()
+    address = endpoint.address
     baseline = threading.active_count()
     idle = []
     try:
@@ -196,31 +207,93 @@ def test_idle_connections_cannot_pile_up_threads(parts: Parts, monkeypatch: pyte
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
             idle.append(sock)
         time.sleep(0.2)
-        assert threading.active_count() - baseline <= daemon_module.HTTP_MAX_CONNECTIONS + 2
+        assert threading.active_count() - baseline <= daemon_http.HTTP_MAX_CONNECTIONS + 2
         time.sleep(1.0)  # past the read timeout: the server has let go of every idle connection
         assert threading.active_count() - baseline <= 2
-        assert requests.get(f"http://{address[0]}:{address[1]}/healthz", timeout=5).status_code in (200, 503)
+        assert requests.get(f"http://{address[0]}:{address[1]}/healthz", timeout=5).status_code == 200
     finally:
         for sock in idle:
             sock.close()
-        daemon._http.shutdown()
+        endpoint.stop()
 
 
 def test_the_http_endpoint_binds_the_configured_host(parts: Parts) -> None:
     """The health/metrics server listens where daemon.http_host says (loopback by default), nowhere else."""
     daemon, _source, _one, _state = parts
-    daemon._serve_http()
+    daemon.start()
     assert daemon._http is not None
     try:
-        assert daemon._http.server_address[0] == "127.0.0.1"
+        assert daemon._http.address[0] == "127.0.0.1"
     finally:
-        daemon._http.shutdown()
+        daemon.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Leadership: one active replica, the other standing by
+
+
+def _second_daemon(first: Daemon, tmp_path: Path) -> tuple[Daemon, InMemoryFlagGateway]:
+    """Another replica on the same state store (and the same source), with a One of its own to see its writes."""
+    app = first.app
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    one = InMemoryFlagGateway(any_person=True)
+    service = SyncService(
+        source=app.source, gateway=one, state=app.state, rules=Rules(), lock=lambda: RunLock(url, wait_seconds=0)
+    )
+    other = App(
+        app.settings, app.pseudonymizer, app.source, one, app.state, Metrics(), service,
+        lambda: RunLock(url, wait_seconds=0), RunLock(url, wait_seconds=0, role="leader"),
+    )  # fmt: skip
+    return Daemon(other), one
+
+
+def test_one_replica_leads_and_the_other_stands_by_healthy(parts: Parts, tmp_path: Path) -> None:
+    """While one daemon leads, a second one makes no run and stays healthy; it takes over when the first steps down."""
+    leader, _source, _one, state = parts
+    leader.change_poll()  # takes the lead, with a full reconcile
+    assert leader.leading
+    standby, standby_one = _second_daemon(leader, tmp_path)
+    standby.scheduler.start(paused=True)
+    runs = len(state.recent_runs())
+    standby.change_poll()
+    standby.full_reconcile()
+    assert not standby.leading
+    assert len(state.recent_runs()) == runs
+    assert not standby_one.calls
+    standby.last_full_ok = None
+    standby.started_at -= 10 * 3600  # long past 2 x the full reconcile interval: a standby is still healthy
+    assert standby.healthy()
+
+    leader.scheduler.start(paused=True)
+    leader.stop()  # hands over the lead
+    standby.change_poll()
+    assert standby.leading
+    assert state.recent_runs(1)[0].trigger is RunTrigger.SCHEDULED_FULL  # a new leader starts with a full reconcile
+    assert standby_one.calls["list_flags"] == 1
+    standby.stop()
+
+
+def test_a_leader_that_loses_its_lock_steps_down(parts: Parts, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """When the leader lock is no longer held (its file went), the daemon stops leading and makes no run."""
+    monkeypatch.setattr(run_lock, "FENCE_INTERVAL_SECONDS", 0.0)
+    daemon, _source, one, state = parts
+    daemon.change_poll()
+    assert daemon.leading
+    (tmp_path / "state.db.leader.lock").unlink()
+    runs = len(state.recent_runs())
+    one.calls.clear()
+    daemon.change_poll()
+    assert not daemon.leading
+    assert len(state.recent_runs()) == runs
+    assert not one.calls
 
 
 def test_stale_reconcile_is_unhealthy(parts: Parts) -> None:
-    """No successful full reconcile for twice its interval turns /healthz unhealthy."""
+    """A leader without a successful full reconcile for twice its interval turns /healthz unhealthy."""
     daemon, _source, _one, _state = parts
     daemon.scheduler.start(paused=True)
+    daemon.change_poll()
+    assert daemon.leading
     daemon.last_full_ok = daemon.started_at - 3 * 3600
     assert not daemon.healthy()
     daemon.last_full_ok = daemon.started_at

@@ -28,6 +28,7 @@ import pytest
 import requests
 
 from flagsync.core.model import CONTRACT_COLUMNS
+from mocks.one.control import MockControl
 from mocks.one.server import RunningMock, start_in_thread
 
 CLIENT_ID = "flagsync-e2e"
@@ -117,7 +118,7 @@ class E2E:
 
     root: Path
     mock: RunningMock
-    http: requests.Session
+    control: MockControl
     consent_db: Path = field(init=False)
     state_dir: Path = field(init=False)
     config: Path = field(init=False)
@@ -243,39 +244,32 @@ http_port = {http_port}
                 person["successorPersonId"] = successor
             people.append(person)
             self.person_ids.add(person_id)
-        self._control("POST", "/_mock/people", {"people": people})
+        self.control.seed_people(people)
 
     def add_by_hand(self, person_id: str, team: str = TEAM) -> str:
         """An involvement made directly in One (ours "by hand", or another team's); returns its id."""
         self.person_ids.add(person_id)
-        made: dict[str, Any] = self._control("POST", "/_mock/involvements", {"personId": person_id, "serviceTeam": team})
-        return str(made["id"])
+        return str(self.control.add_involvement(person_id, team)["id"])
 
     def remove_by_hand(self, involvement_id: str) -> None:
-        self._control("DELETE", f"/_mock/involvements/{involvement_id}")
+        self.control.remove_involvement(involvement_id)
 
     def faults(self, config: dict[str, Any]) -> None:
-        self._control("POST", "/_mock/faults", config)
+        self.control.set_faults(config)
 
     def fault_state(self) -> dict[str, Any]:
         """The active fault rules, each with how often it fired."""
-        state: dict[str, Any] = self._control("GET", "/_mock/faults")
-        return state
+        return self.control.faults()
 
     def clear_faults(self) -> None:
-        self._control("DELETE", "/_mock/faults")
+        self.control.clear_faults()
 
     def involvements(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._control("GET", "/_mock/involvements")["items"]
-        return items
+        return self.control.involvements()
 
     def ours(self) -> list[dict[str, Any]]:
         """Our active flags in One now."""
-        return [
-            i
-            for i in self.involvements()
-            if i["serviceTeam"] == TEAM and i["involvementType"] == INVOLVEMENT_TYPE and i["status"] == "active"
-        ]
+        return self.control.active(TEAM, INVOLVEMENT_TYPE)
 
     def flagged(self) -> set[str]:
         """The people holding our flag in One, checking on the way that nobody holds two."""
@@ -285,17 +279,16 @@ http_port = {http_port}
         return set(counts)
 
     def journal(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._control("GET", "/_mock/requests")["items"]
-        return items
+        return self.control.since(0)
 
     def writes(self) -> list[dict[str, Any]]:
         """Creates and removals that reached One's API."""
         return [e for e in self.journal() if e["method"] in ("POST", "DELETE") and e["path"].startswith("/api/")]
 
-    def _control(self, method: str, path: str, body: object = None) -> Any:
-        response = self.http.request(method, f"{self.mock.url}{path}", json=body, timeout=HTTP_TIMEOUT)
-        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
-        return response.json() if response.content else None
+    @property
+    def http(self) -> requests.Session:
+        """A session for calling the mock's One API directly (tests of the canary check and the console)."""
+        return self.control.session
 
     # ---- running flagsync
 
@@ -401,9 +394,8 @@ def mock_server() -> Iterator[RunningMock]:
 @pytest.fixture
 def e2e(tmp_path: Path, mock_server: RunningMock) -> Iterator[E2E]:
     """A fresh world for one scenario; the canary check runs when the scenario ends."""
-    with requests.Session() as http:
-        response = http.post(f"{mock_server.url}/_mock/reset", timeout=HTTP_TIMEOUT)
-        assert response.status_code == 204
-        world = E2E(tmp_path, mock_server, http)
+    with MockControl(mock_server.url) as control:
+        control.reset()
+        world = E2E(tmp_path, mock_server, control)
         yield world
         world.assert_private()

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
+from mocks.one.control import MockControl
 from mocks.one.server import RunningMock
 from tests.e2e.conftest import E2E, HTTP_TIMEOUT, record
 
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def world(tmp_path: Path, mock_server: RunningMock) -> Iterator[E2E]:
     """A world whose canary check the test calls by hand (no automatic check at the end)."""
-    with requests.Session() as http:
-        assert http.post(f"{mock_server.url}/_mock/reset", timeout=HTTP_TIMEOUT).status_code == 204
-        world = E2E(tmp_path, mock_server, http)
+    with MockControl(mock_server.url) as control:
+        control.reset()
+        world = E2E(tmp_path, mock_server, control)
         world.add_records(record("PCANARY01"))
         yield world
 

@@ -149,7 +149,7 @@ def test_console_seed_and_503_rule_then_a_sync_shows_retries_with_one_key(e2e: E
 
     console.submit("seed-form", personIds=person)
     expect(console.page.locator(f'tr[data-person-row="{person}"]')).to_contain_text("active")
-    assert [p["personId"] for p in e2e._control("GET", "/_mock/people")["people"]] == [person]
+    assert [p["personId"] for p in e2e.control.people()] == [person]
 
     console.submit("rule-form", method="POST", path=CREATE_GLOB, status="503", retryAfter="1", times="2")
     rule_row = console.page.locator("#rules-live tr[data-rule]")
@@ -344,7 +344,7 @@ def test_console_forms_show_the_control_planes_refusal_and_apply_nothing(e2e: E2
 
     console.submit("seed-form", personIds="PGOOD1 bad!id")
     expect(console.form_error("seed-form")).to_contain_text("people.1.personId: String should match pattern")
-    assert e2e._control("GET", "/_mock/people")["people"] == []
+    assert e2e.control.people() == []
 
     console.page.locator("#journal-filter [name=status]").fill("teapot")
     with console.page.expect_navigation():
@@ -383,7 +383,7 @@ def test_console_archives_merges_and_changes_involvements_by_hand(e2e: E2E, cons
     rows.nth(1).locator("button[data-remove-involvement]").click()
     expect(rows.nth(1)).to_have_class("removed")
 
-    state = {p["personId"]: (p["state"], p["successorPersonId"]) for p in e2e._control("GET", "/_mock/people")["people"]}
+    state = {p["personId"]: (p["state"], p["successorPersonId"]) for p in e2e.control.people()}
     assert state == {"PHAND1": ("archived", None), "PHAND2": ("merged", "PHANDNEW"), "PHAND3": ("active", None)}
     stored = [(i["serviceTeam"], i["status"]) for i in e2e.involvements()]
     assert stored == [("EHS", "active"), (TEAM, "removed")]

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
+from mocks.one.control import MockControl
 from mocks.one.server import start_in_thread
 from tests.e2e.conftest import CLIENT_ID, CLIENT_SECRET, E2E, TEAM, ago, record
 
@@ -21,8 +21,8 @@ REMOVE = "/api/v1/involvements/*"
 def world(tmp_path: Path) -> Iterator[E2E]:
     """A world with a mock of its own (it is restarted with another secret), keeping One's data in a state file."""
     mock = start_in_thread(clients={CLIENT_ID: (CLIENT_SECRET, TEAM)}, state_file=tmp_path / "one-state.json")
-    with requests.Session() as http:
-        made = E2E(tmp_path, mock, http)
+    with MockControl(mock.url) as control:
+        made = E2E(tmp_path, mock, control)
         try:
             yield made
             made.assert_private()

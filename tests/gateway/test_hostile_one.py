@@ -18,22 +18,18 @@ import pytest
 import responses
 import structlog
 
-from flagsync.adapters.one_http import (
-    CONTRACT_ERROR_CODES,
-    INVOLVEMENTS,
-    MAX_RESPONSE_BYTES,
-    Answer,
-    HttpFlagGateway,
-    classify,
-)
+from flagsync.adapters.one.classify import Answer, classify
+from flagsync.adapters.one.gateway import MAX_RESPONSE_BYTES, HttpFlagGateway
+from flagsync.adapters.one.wire import CONTRACT_ERROR_CODES, INVOLVEMENTS, id_order
 from flagsync.core.model import Flag
 from flagsync.errors import FatalRemoteError, RemoteError, RetriableRemoteError
-from tests.gateway.test_one_http import (
-    BASE,
+from flagsync.ports import NoTelemetry
+from tests.gateway.test_gateway import (
     LIST_URL,
     PERSON_URL,
     SECRET,
     add_token,
+    endpoint_with,
     envelope,
     item,
     page_query,
@@ -54,15 +50,8 @@ def make_gateway() -> Iterator[Callable[..., HttpFlagGateway]]:
     made: list[HttpFlagGateway] = []
 
     def make(**overrides: Any) -> HttpFlagGateway:
-        options: dict[str, Any] = {
-            "base_url": BASE,
-            "token_url": None,
-            "client_id": "flagsync",
-            "client_secret": SECRET,
-            "sleep": lambda _s: None,
-        }
-        options.update(overrides)
-        made.append(gateway := HttpFlagGateway(**options))
+        endpoint = endpoint_with(overrides)
+        made.append(gateway := HttpFlagGateway(endpoint, **{"sleep": lambda _s: None, **overrides}))
         return gateway
 
     yield make
@@ -108,7 +97,12 @@ def test_an_echoed_person_id_reaches_neither_the_retry_log_nor_the_retry_reason(
 ) -> None:
     """A 503 whose code is a person id is logged and counted as UNKNOWN_CODE."""
     reasons: list[tuple[str, str]] = []
-    gateway = make_gateway(retry_attempts=2, on_retry=lambda endpoint, reason: reasons.append((endpoint, reason)))
+
+    class Recording(NoTelemetry):
+        def retry_scheduled(self, endpoint: str, reason: str) -> None:
+            reasons.append((endpoint, reason))
+
+    gateway = make_gateway(retry_attempts=2, telemetry=Recording())
     add_token(rsps)
     rsps.post(PERSON_URL, status=503, json=envelope(503, ECHOED_ID))
     rsps.post(PERSON_URL, status=503, json=envelope(503, ECHOED_ID))
@@ -207,10 +201,12 @@ class EndlessServer:
 def test_an_endless_body_is_cut_off_at_the_cap() -> None:
     """A body that never ends costs at most about the cap: the call fails as INVALID_RESPONSE, promptly."""
     server = EndlessServer()
+    base = f"http://127.0.0.1:{server.port}"
     gateway = HttpFlagGateway(
-        base_url=f"http://127.0.0.1:{server.port}", token_url=None, client_id="c", client_secret=SECRET,
-        retry_attempts=1, read_timeout=5, sleep=lambda _s: None,
-    )  # fmt: skip
+        endpoint_with({"base_url": base, "token_url": base + "/connect/token", "read_timeout": 5}),
+        retry_attempts=1,
+        sleep=lambda _s: None,
+    )
     try:
         started = time.monotonic()
         with pytest.raises(FatalRemoteError) as info:
@@ -241,10 +237,8 @@ def test_a_listing_whose_ids_go_backwards_fails_whole(rsps: responses.RequestsMo
 
 def test_ids_are_ordered_by_their_numbers() -> None:
     """INV-1000000 follows INV-999999 (a number that grew a digit is not going backwards)."""
-    from flagsync.adapters.one_http import _id_order
-
-    assert _id_order("INV-999999") < _id_order("INV-1000000")
-    assert _id_order("INV-000041") < _id_order("INV-000042")
+    assert id_order("INV-999999") < id_order("INV-1000000")
+    assert id_order("INV-000041") < id_order("INV-000042")
 
 
 def test_an_endless_stream_of_fresh_page_tokens_fails_at_the_page_cap(

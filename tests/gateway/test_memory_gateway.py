@@ -9,7 +9,7 @@ import pytest
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway, PersonState
 from flagsync.core.model import Flag
 from flagsync.errors import ContractViolation, PersonIssue, PersonUnavailable, RetriableRemoteError
-from flagsync.ports import CreateOutcome, FlagGateway
+from flagsync.ports import CreateOutcome, FlagGateway, PageProbe
 
 # The fixtures are split into `one` (One's side, seeded by hand) and `gateway` (the FlagGateway under
 # test) so that a contract suite can run the same tests against the HTTP gateway and the mock server.
@@ -147,11 +147,11 @@ def test_drift_by_hand_shows_in_the_listing(one: InMemoryFlagGateway, gateway: F
 
 
 def test_listing_is_in_id_order_and_probe_counts_one_page(one: InMemoryFlagGateway, gateway: FlagGateway) -> None:
-    """Flags are listed in id order; probe reports at most one item (a page of size 1)."""
-    assert gateway.probe() == 0
+    """Flags are listed in id order; probe reports at most one item (a page of size 1) and whether more follow."""
+    assert gateway.probe() == PageProbe(0, False)
     first, second = one.add_flag_by_hand("P1"), one.add_flag_by_hand("P2")
     assert gateway.list_flags() == sorted([second, first])
-    assert gateway.probe() == 1
+    assert gateway.probe() == PageProbe(1, True)
 
 
 def test_injected_faults_are_raised_then_cleared(one: InMemoryFlagGateway) -> None:

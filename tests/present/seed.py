@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from flagsync.ports import AuditEntry, RunOutcome, RunTrigger, StateStore
+from flagsync.core.model import RunOutcome, RunTrigger
+from flagsync.ports import AuditEntry, StateStore
 
 #: The day (counted from the first) when a batch of consent forms arrives: one busy day among quiet ones.
 BATCH_DAY = 9

@@ -11,7 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from flagsync.core.disclosure import EXACT_NOTE, RULE, Figure
-from flagsync.ports import RunOutcome, RunRecord, RunTrigger
+from flagsync.core.model import RunOutcome, RunTrigger
+from flagsync.ports import RunRecord
 from flagsync.present.audit_report import (
     Activity,
     Bucket,

@@ -21,8 +21,8 @@ import structlog
 from responses import matchers
 
 from flagsync.bootstrap import build_app
+from flagsync.core.model import RunOutcome, RunTrigger
 from flagsync.logs import configure_logging
-from flagsync.ports import RunOutcome, RunTrigger
 from flagsync.settings import load_settings
 
 BASE = "https://one.example.test"

@@ -20,8 +20,8 @@ from prometheus_client import generate_latest
 
 from flagsync.bootstrap import build_app
 from flagsync.cli import print_report
+from flagsync.core.model import RunTrigger
 from flagsync.logs import configure_logging
-from flagsync.ports import RunTrigger
 from flagsync.settings import load_settings
 
 BASE = "https://one.example.test"

@@ -12,10 +12,10 @@ import pytest
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.state import SqlStateStore
-from flagsync.core.model import Decision, QuarantinedRecord, QuarantineReason, Rules, SourceItem
+from flagsync.core.model import Decision, QuarantinedRecord, QuarantineReason, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import ContractViolation, RetriableRemoteError, RunInProgressError, SourceError, StateError
-from flagsync.ports import AuditEntry, Changes, CreateOutcome, RunOutcome, RunTrigger
+from flagsync.ports import AuditEntry, Changes, CreateOutcome
 from flagsync.service import AUDIT_BATCH, MAX_UNAUDITED, SyncService
 from tests.core.builders import rec
 

@@ -579,9 +579,63 @@ def test_local_mock_configuration_loads_with_everything_required(load: Loader) -
     assert settings.one.client_id == "flagsync-local"
     assert settings.one.client_secret is not None
     assert settings.one.client_secret.get_secret_value() == "local-secret"
-    assert settings.source.url.get_secret_value() == "sqlite:///var/demo/demo-consent.db"
+    # Relative to the file (config/), so the same files whatever the working directory.
+    assert settings.source.url.get_secret_value() == f"sqlite:///{REPO / 'var' / 'demo' / 'demo-consent.db'}"
     # Its state is apart from both the demo's and the production default.
-    assert settings.state.url.get_secret_value() == "sqlite:///var/local-mock/flagsync-state.db"
+    assert settings.state.url.get_secret_value() == f"sqlite:///{REPO / 'var' / 'local-mock' / 'flagsync-state.db'}"
+
+
+# --- relative paths and where the file was looked for (issue 10) ----------------------------------------------------
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_that_file(load: Loader, workdir: Path) -> None:
+    """SQLite files, source.path and one.ca_bundle written relative in a TOML file resolve against the file's directory."""
+    folder = workdir / "etc" / "flagsync"
+    (folder / "certs").mkdir(parents=True)
+    (folder / "certs" / "ca.pem").write_text("x")
+    path = write(
+        folder / "flagsync.toml",
+        '[source]\nurl = "sqlite:///data/consent.db"\npath = "export.csv"\n[state]\nurl = "sqlite:///../state/s.db"\n'
+        '[one]\nca_bundle = "certs/ca.pem"\n',
+    )
+    settings = load(config_file=path, required=())
+    assert settings.source.url.get_secret_value() == f"sqlite:///{folder / 'data' / 'consent.db'}"
+    assert settings.state.url.get_secret_value() == f"sqlite:///{workdir / 'etc' / 'state' / 's.db'}"
+    assert settings.source.path == folder / "export.csv"
+    assert settings.one.ca_bundle == folder / "certs" / "ca.pem"
+
+
+def test_relative_paths_from_the_environment_stay_relative_to_the_working_directory(load: Loader, workdir: Path) -> None:
+    """A relative path given in the environment is left as it is (the working directory's)."""
+    settings = load(env={"FLAGSYNC_STATE__URL": "sqlite:///var/s.db", "FLAGSYNC_SOURCE__PATH": "x.csv"}, required=())
+    assert settings.state.url.get_secret_value() == "sqlite:///var/s.db"
+    assert settings.source.path == Path("x.csv")
+
+
+def test_absolute_and_in_memory_urls_are_left_alone(load: Loader, workdir: Path) -> None:
+    """Absolute SQLite paths, in-memory SQLite and other databases are not touched."""
+    path = write(
+        workdir / "sub" / "f.toml",
+        '[source]\nurl = "postgresql://u@db/consent"\n[state]\nurl = "sqlite://"\n',
+    )
+    settings = load(config_file=path, required=())
+    assert settings.source.url.get_secret_value() == "postgresql://u@db/consent"
+    assert settings.state.url.get_secret_value() == "sqlite://"
+
+
+def test_a_failed_load_without_a_config_file_says_where_it_looked(load: Loader, workdir: Path) -> None:
+    """With no config file found, the error says which places were tried."""
+    message = config_error(load)
+    assert "no configuration file was read" in message
+    assert "--config" in message and "FLAGSYNC_CONFIG" in message
+    assert str(workdir) in message
+
+
+def test_a_bad_json_table_in_the_environment_is_named(load: Loader) -> None:
+    """A table given as text that is not JSON names its key and where it came from, never the value."""
+    message = config_error(lambda: load(env={"FLAGSYNC_SOURCE__COLUMNS": "{person_id: CANARY-s3cr3t-7f1d}"}, required=()))
+    assert "source.columns: cannot be read from the environment (tables and lists must be written as JSON)" in message
+    assert CANARY not in message
 
 
 def test_example_configuration_loads_and_states_the_defaults(load: Loader) -> None:

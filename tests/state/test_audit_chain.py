@@ -15,8 +15,9 @@ from sqlalchemy import create_engine, text
 from flagsync.adapters.state import SqlStateStore
 from flagsync.adapters.state.chain import GENESIS, ChainRow, link
 from flagsync.cli import main
+from flagsync.core.model import RunTrigger
 from flagsync.core.pseudonym import Pseudonymizer
-from flagsync.ports import AuditEntry, RunTrigger
+from flagsync.ports import AuditEntry
 from tests.state.conftest import CLI_KEY
 from tests.state.release_0_1 import T0
 

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from flagsync.adapters.state import SqlStateStore
-from flagsync.core.model import Flag
+from flagsync.core.model import Flag, RunOutcome, RunTrigger
 from flagsync.core.pseudonym import Pseudonymizer
-from flagsync.ports import AuditEntry, RunOutcome, RunTrigger
+from flagsync.ports import AuditEntry
 from tests.postgres import temporary_database
 from tests.state.release_0_1 import T0
 

@@ -15,9 +15,9 @@ import pytest
 
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.state import SqlStateStore
-from flagsync.core.model import Flag
+from flagsync.core.model import Flag, RunTrigger
 from flagsync.core.pseudonym import Pseudonymizer
-from flagsync.ports import AuditEntry, RunTrigger
+from flagsync.ports import AuditEntry
 
 
 @pytest.fixture

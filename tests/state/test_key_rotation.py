@@ -13,10 +13,10 @@ from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.state import SqlStateStore
 from flagsync.cli import main
-from flagsync.core.model import Flag, Rules
+from flagsync.core.model import Flag, Rules, RunTrigger
 from flagsync.core.pseudonym import KEY_ID_LENGTH, Keyring, Pseudonymizer
 from flagsync.errors import ConfigError, RetriableRemoteError
-from flagsync.ports import AuditEntry, RunTrigger
+from flagsync.ports import AuditEntry
 from flagsync.service import SyncService
 from flagsync.settings import load_settings, secret_values
 from tests.service.test_service import Clock, ListSource, grant, withdraw

@@ -17,10 +17,10 @@ from flagsync.adapters.state import SqlStateStore
 from flagsync.adapters.state.migrate import schema_version, upgrade
 from flagsync.adapters.state.schema import HEAD_REVISION, SCHEMA_VERSION
 from flagsync.cli import main
-from flagsync.core.model import Flag
+from flagsync.core.model import Flag, RunOutcome, RunTrigger
 from flagsync.core.pseudonym import Keyring, Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import AuditEntry, RunOutcome, RunTrigger
+from flagsync.ports import AuditEntry
 from tests.postgres import temporary_database
 from tests.state import release_0_1
 from tests.state.conftest import CLI_KEY

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from flagsync.adapters.state import SqlStateStore
-from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, Verdict
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, RunOutcome, RunTrigger, Verdict
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import AuditEntry, RunOutcome, RunTrigger
+from flagsync.ports import AuditEntry
 from tests.state.conftest import KEY
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)

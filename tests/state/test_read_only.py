@@ -24,10 +24,10 @@ from sqlalchemy.exc import DBAPIError
 from flagsync.adapters.state import SqlStateStore
 from flagsync.adapters.state.engine import create_reader_engine, parse_state_url
 from flagsync.cli import main
-from flagsync.core.model import Flag
+from flagsync.core.model import Flag, RunOutcome, RunTrigger
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import AuditEntry, RunOutcome, RunTrigger
+from flagsync.ports import AuditEntry
 from tests.state.conftest import CLI_KEY
 from tests.state.release_0_1 import T0
 

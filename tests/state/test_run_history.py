@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from flagsync.adapters.state import SqlStateStore
-from flagsync.ports import RunOutcome, RunTrigger, StateStore
+from flagsync.core.model import RunOutcome, RunTrigger
+from flagsync.ports import StateStore
 
 
 def _run(store: SqlStateStore, trigger: RunTrigger, finished: datetime | None, **counts: int) -> str:

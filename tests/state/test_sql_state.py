@@ -12,10 +12,10 @@ from sqlalchemy import create_engine, text
 
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.state import NO_SUBJECT, SqlStateStore
-from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, Verdict
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, RunOutcome, RunTrigger, Verdict
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import AuditEntry, PendingRemoval, ReportRow, RunOutcome, RunTrigger, StateStore
+from flagsync.ports import AuditEntry, PendingRemoval, ReportRow, StateStore
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -12,7 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from flagsync.adapters.state import chain
 from flagsync.adapters.state.schema import audit_chain, audit_events
-from flagsync.ports import RunOutcome, RunRecord, RunTrigger
+from flagsync.core.model import RunOutcome, RunTrigger
+from flagsync.ports import RunRecord
 
 
 def event_values(row: chain.ChainRow, chain_hash: str) -> dict[str, Any]:

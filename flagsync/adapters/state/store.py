@@ -39,19 +39,10 @@ from flagsync.adapters.state.schema import (
     report_rows,
     runs,
 )
-from flagsync.core.model import Attention, Flag, QuarantinedRecord
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, RunOutcome, RunTrigger
 from flagsync.core.pseudonym import Keyring, Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import (
-    AuditEntry,
-    AuditEvent,
-    ChainCheck,
-    PendingRemoval,
-    ReportRow,
-    RunOutcome,
-    RunRecord,
-    RunTrigger,
-)
+from flagsync.ports import AuditEntry, AuditEvent, ChainCheck, PendingRemoval, ReportRow, RunRecord
 
 #: Stands in for the subject of a quarantined record that carried neither a record id nor a person id.
 NO_SUBJECT = "-"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,21 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from responses import matchers
 
-from flagsync.adapters.one_http import (
-    INVOLVEMENT,
-    INVOLVEMENTS,
-    PERSON_INVOLVEMENTS,
-    Answer,
-    CreateFlagBody,
-    HttpFlagGateway,
-    _Pacer,
-    classify,
-    guard_create_body,
-    parse_retry_after,
-)
+from flagsync.adapters.one.classify import Answer, classify, parse_retry_after
+from flagsync.adapters.one.endpoint import OneEndpoint
+from flagsync.adapters.one.gateway import HttpFlagGateway
+from flagsync.adapters.one.pacer import Pacer
+from flagsync.adapters.one.wire import CREATE_BODY, INVOLVEMENT, INVOLVEMENTS, PERSON_INVOLVEMENTS, CreateFlagBody
 from flagsync.core.model import Flag
 from flagsync.errors import (
-    ConfigError,
     ContractViolation,
     FatalRemoteError,
     PersonIssue,
@@ -41,7 +34,7 @@ from flagsync.errors import (
     RemoteError,
     RetriableRemoteError,
 )
-from flagsync.ports import CreateOutcome
+from flagsync.ports import CreateOutcome, NoTelemetry, PageProbe
 
 BASE = "https://one.test"
 TOKEN_URL = f"{BASE}/connect/token"
@@ -89,22 +82,36 @@ def make_gateway(sleeps: list[float], clock: FakeClock) -> Iterator[Callable[...
     made: list[HttpFlagGateway] = []
 
     def make(**overrides: Any) -> HttpFlagGateway:
-        options: dict[str, Any] = {
-            "base_url": BASE,
-            "token_url": None,
-            "client_id": "flagsync",
-            "client_secret": SECRET,
-            "sleep": sleeps.append,
-            "clock": clock,
-        }
-        options.update(overrides)
-        gateway = HttpFlagGateway(**options)
+        endpoint = endpoint_with(overrides)
+        gateway = HttpFlagGateway(endpoint, **{"sleep": sleeps.append, "clock": clock, **overrides})
         made.append(gateway)
         return gateway
 
     yield make
     for gateway in made:
         gateway.close()
+
+
+_ENDPOINT_FIELDS = (
+    "base_url",
+    "token_url",
+    "client_id",
+    "client_secret",
+    "ca_bundle",
+    "proxy",
+    "connect_timeout",
+    "read_timeout",
+)
+
+
+def endpoint_with(overrides: dict[str, Any]) -> OneEndpoint:
+    """The test endpoint, with any of its fields overridden (they are taken out of `overrides`)."""
+    fields: dict[str, Any] = {"base_url": BASE, "token_url": TOKEN_URL, "client_id": "flagsync", "client_secret": SECRET}
+    for name in _ENDPOINT_FIELDS:
+        if name in overrides:
+            fields[name] = overrides.pop(name)
+    fields["client_secret"] = pydantic.SecretStr(fields["client_secret"])
+    return OneEndpoint(**fields)
 
 
 @pytest.fixture
@@ -173,55 +180,9 @@ def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None
 # Configuration
 
 
-@pytest.mark.parametrize(
-    "base_url",
-    ["http://127.0.0.1:8080", "http://127.9.8.7", "http://[::1]:9000", "http://localhost:8000", "https://one.example.org/"],
-)
-def test_loopback_http_and_any_https_are_accepted(make_gateway: Callable[..., HttpFlagGateway], base_url: str) -> None:
-    """Plain http is accepted for loopback hosts, and https for any host."""
-    make_gateway(base_url=base_url)
-
-
-@pytest.mark.parametrize(
-    "base_url",
-    [
-        "http://one.example.org",
-        "http://10.0.0.5",
-        "ftp://one.example.org",
-        "one.example.org",
-        "https://user:pw@one.test",
-        "https://one.test?x=1",
-    ],
-)
-def test_plain_http_to_other_hosts_and_odd_urls_are_refused(make_gateway: Callable[..., HttpFlagGateway], base_url: str) -> None:
-    """Plain http to a non-loopback host, other schemes and URLs with credentials or a query stop construction."""
-    with pytest.raises(ConfigError) as info:
-        make_gateway(base_url=base_url)
-    assert "pw" not in str(info.value)
-
-
-def test_plain_http_token_url_is_refused_too(make_gateway: Callable[..., HttpFlagGateway]) -> None:
-    """The token URL follows the same https rule as the base URL."""
-    with pytest.raises(ConfigError):
-        make_gateway(token_url="http://login.example.org/connect/token")
-
-
-def test_allow_insecure_http_permits_plain_http(make_gateway: Callable[..., HttpFlagGateway]) -> None:
-    """allow_insecure_http lets an operator use plain http deliberately."""
-    make_gateway(base_url="http://one.internal", allow_insecure_http=True)
-
-
-def test_missing_credentials_are_a_config_error(make_gateway: Callable[..., HttpFlagGateway]) -> None:
-    """An empty client secret stops construction."""
-    with pytest.raises(ConfigError):
-        make_gateway(client_secret="")
-
-
 def test_transport_pool_is_sized_and_urllib3_retries_are_off(make_gateway: Callable[..., HttpFlagGateway]) -> None:
-    """The mounted adapter's pool fits max_concurrency and urllib3 retries nothing itself."""
-    session = requests.Session()
-    make_gateway(session=session, max_concurrency=12)
-    adapter = session.get_adapter(BASE)
+    """The transport adapter's pool fits max_concurrency and urllib3 retries nothing itself."""
+    adapter = make_gateway(max_concurrency=12)._adapter
     assert isinstance(adapter, requests.adapters.HTTPAdapter)
     assert getattr(adapter, "_pool_maxsize", 0) >= 12
     assert adapter.max_retries.total == 0
@@ -236,8 +197,8 @@ def test_token_is_fetched_once_and_reused(rsps: responses.RequestsMock, gateway:
     """One token serves several calls while it is valid."""
     add_token(rsps)
     rsps.get(LIST_URL, json={"items": [], "nextPageToken": None}, match=[page_query(size=1)])
-    assert gateway.probe() == 0
-    assert gateway.probe() == 0
+    assert gateway.probe() == PageProbe(0, False)
+    assert gateway.probe() == PageProbe(0, False)
     assert [call.request.url for call in rsps.calls].count(TOKEN_URL) == 1
     assert rsps.calls[1].request.headers["Authorization"] == "Bearer tok-1"
 
@@ -268,7 +229,7 @@ def test_a_401_fetches_a_new_token_once_and_retries(
     rsps.get(
         LIST_URL, json={"items": [item("INV-1", PERSON)]}, match=[matchers.header_matcher({"Authorization": "Bearer tok-2"})]
     )
-    assert gateway.probe() == 1
+    assert gateway.probe() == PageProbe(1, False)
     assert sleeps == []
 
 
@@ -309,7 +270,7 @@ def test_token_endpoint_outage_is_retried(rsps: responses.RequestsMock, gateway:
     rsps.post(TOKEN_URL, status=503, json=envelope(503, "MAINTENANCE"))
     add_token(rsps)
     rsps.get(LIST_URL, json={"items": []})
-    assert gateway.probe() == 0
+    assert gateway.probe() == PageProbe(0, False)
     assert len(sleeps) == 1
 
 
@@ -412,29 +373,29 @@ def test_bad_idempotency_key_is_refused_before_sending(rsps: responses.RequestsM
     assert len(rsps.calls) == 0
 
 
-def test_body_guard_accepts_only_the_bare_flag() -> None:
-    """The final guard serialises exactly the allowed body."""
-    assert guard_create_body({"involvementType": "PIAS_WORKING_WITH_FAMILY"}) == b'{"involvementType":"PIAS_WORKING_WITH_FAMILY"}'
+def test_the_create_body_is_exactly_the_bare_flag() -> None:
+    """The one body the gateway can send is the bare flag, byte for byte, derived from the schema."""
+    assert CREATE_BODY == b'{"involvementType":"PIAS_WORKING_WITH_FAMILY"}'
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"involvementType": "PIAS_WORKING_WITH_FAMILY", "note": "consent withdrawn"},
-        {"involvementType": "PIAS_WORKING_WITH_FAMILY", "personName": "Canary Smith"},
-        {"involvementType": "OTHER"},
-        {},
-        [("involvementType", "PIAS_WORKING_WITH_FAMILY")],
-        '{"involvementType": "PIAS_WORKING_WITH_FAMILY"}',
-        None,
-    ],
-)
-def test_body_guard_refuses_anything_else(body: object) -> None:
-    """The final guard refuses extra fields, other values and non-dict bodies, without echoing them."""
-    with pytest.raises(ContractViolation) as info:
-        guard_create_body(body)
-    assert "Canary" not in str(info.value)
-    assert "withdrawn" not in str(info.value)
+def test_no_call_carries_another_body(rsps: responses.RequestsMock, gateway: HttpFlagGateway) -> None:
+    """Across every call the gateway makes, the only bodies sent are the token form (to the token URL) and the flag."""
+    add_token(rsps)
+    rsps.get(LIST_URL, json={"items": [item("INV-1", PERSON)], "nextPageToken": None})
+    rsps.get(PERSON_URL, json={"items": [item("INV-1", PERSON)]})
+    rsps.post(PERSON_URL, status=201, json=item("INV-2", PERSON))
+    rsps.delete(delete_url(), status=412, json=envelope(412, "PRECONDITION_FAILED"))
+    rsps.get(delete_url(), json=item("INV-1", PERSON, 2), headers={"ETag": 'W/"2"'})
+    rsps.delete(delete_url(), status=204)
+    gateway.list_flags()
+    gateway.person_flags(PERSON)
+    gateway.create_flag(PERSON, "key-1")
+    gateway.remove_flag(Flag("INV-1", PERSON, 1))
+    for call in rsps.calls:
+        body = call.request.body
+        if call.request.url == TOKEN_URL:
+            continue
+        assert body in (None, CREATE_BODY), f"{call.request.method} {call.request.url} carried {body!r}"
 
 
 def test_body_model_forbids_extra_fields_without_echoing_them() -> None:
@@ -578,10 +539,10 @@ def test_person_flags_reads_that_person_only(rsps: responses.RequestsMock, gatew
 
 
 def test_probe_lists_one_item(rsps: responses.RequestsMock, gateway: HttpFlagGateway) -> None:
-    """probe fetches a token and one page of size 1, returning how many items it held."""
+    """probe fetches a token and one page of size 1, saying how many items it held and whether more follow."""
     add_token(rsps)
     rsps.get(LIST_URL, json={"items": [item("INV-1", "P1")], "nextPageToken": "more"}, match=[page_query(size=1)])
-    assert gateway.probe() == 1
+    assert gateway.probe() == PageProbe(1, True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -679,7 +640,7 @@ def test_retry_after_is_honoured(rsps: responses.RequestsMock, gateway: HttpFlag
     add_token(rsps)
     rsps.get(LIST_URL, status=429, json=envelope(429, "RATE_LIMITED"), headers={"Retry-After": "7"})
     rsps.get(LIST_URL, json={"items": []})
-    assert gateway.probe() == 0
+    assert gateway.probe() == PageProbe(0, False)
     assert sleeps == [7.0]
 
 
@@ -766,7 +727,6 @@ def test_transport_failures_are_retried(rsps: responses.RequestsMock, gateway: H
     [
         (requests.ConnectionError, "CONNECTION_ERROR"),
         (requests.exceptions.ChunkedEncodingError, "CONNECTION_ERROR"),
-        (requests.exceptions.SSLError, "TLS_ERROR"),
         (requests.ReadTimeout, "TIMEOUT"),
         (requests.ConnectTimeout, "TIMEOUT"),
     ],
@@ -788,6 +748,20 @@ def test_transport_failures_are_translated_without_library_text(
     assert "Max retries" not in str(info.value)
     assert info.value.__cause__ is None
     assert info.value.__suppress_context__
+
+
+def test_a_tls_failure_is_fatal_and_not_retried(
+    rsps: responses.RequestsMock, make_gateway: Callable[..., HttpFlagGateway], sleeps: list[float]
+) -> None:
+    """A TLS failure is not transient: it fails at once, without the library's text."""
+    gateway = make_gateway(retry_attempts=4)
+    add_token(rsps)
+    rsps.post(PERSON_URL, body=requests.exceptions.SSLError(f"HTTPSConnectionPool: Max retries exceeded with url: {PERSON_URL}"))
+    with pytest.raises(FatalRemoteError) as info:
+        gateway.create_flag(PERSON, "key-1")
+    assert info.value.code == "TLS_ERROR"
+    assert PERSON not in str(info.value)
+    assert sleeps == []
 
 
 def test_other_request_failures_are_fatal(rsps: responses.RequestsMock, gateway: HttpFlagGateway, sleeps: list[float]) -> None:
@@ -812,12 +786,18 @@ def test_redirects_are_not_followed(rsps: responses.RequestsMock, gateway: HttpF
 def test_callbacks_see_templates_statuses_and_retry_reasons(
     rsps: responses.RequestsMock, make_gateway: Callable[..., HttpFlagGateway]
 ) -> None:
-    """on_request is called once per exchange and on_retry once per retry, with endpoint templates only."""
+    """Telemetry hears of every exchange once and every retry once, with endpoint templates only."""
     exchanges: list[tuple[str, str, int | None]] = []
     retries: list[tuple[str, str]] = []
-    gateway = make_gateway(
-        on_request=lambda m, e, s, _t: exchanges.append((m, e, s)), on_retry=lambda e, r: retries.append((e, r))
-    )
+
+    class Recording(NoTelemetry):
+        def request_done(self, method: str, endpoint: str, status: int | None, seconds: float) -> None:
+            exchanges.append((method, endpoint, status))
+
+        def retry_scheduled(self, endpoint: str, reason: str) -> None:
+            retries.append((endpoint, reason))
+
+    gateway = make_gateway(telemetry=Recording())
     add_token(rsps)
     rsps.post(PERSON_URL, body=requests.ConnectionError("reset"))
     rsps.post(PERSON_URL, status=503, json=envelope(503, "MAINTENANCE"))
@@ -832,10 +812,33 @@ def test_callbacks_see_templates_statuses_and_retry_reasons(
     assert retries == [(PERSON_INVOLVEMENTS, "CONNECTION_ERROR"), (PERSON_INVOLVEMENTS, "MAINTENANCE")]
 
 
+def test_refused_credentials_and_tokens_are_reported_apart(
+    rsps: responses.RequestsMock, make_gateway: Callable[..., HttpFlagGateway]
+) -> None:
+    """Telemetry hears `token` when the token request is refused and `api` for each 401 from the API."""
+    refused: list[str] = []
+
+    class Recording(NoTelemetry):
+        def credentials_refused(self, request: str) -> None:
+            refused.append(request)
+
+    gateway = make_gateway(telemetry=Recording())
+    add_token(rsps, "tok-1")
+    rsps.get(LIST_URL, status=401, json=envelope(401, "TOKEN_EXPIRED"))
+    add_token(rsps, "tok-2")
+    rsps.get(LIST_URL, status=401, json=envelope(401, "TOKEN_INVALID"))
+    with pytest.raises(FatalRemoteError):
+        gateway.probe()
+    rsps.post(TOKEN_URL, status=401, json={"error": "invalid_client"})
+    with pytest.raises(FatalRemoteError):
+        make_gateway(telemetry=Recording()).probe()
+    assert refused == ["api", "api", "token"]
+
+
 def test_retry_log_event_has_only_the_allowed_keys(
     rsps: responses.RequestsMock, gateway: HttpFlagGateway, log_buffer: io.StringIO
 ) -> None:
-    """Each retry logs one http.retry_scheduled event with endpoint, status, code, attempt and delay only."""
+    """Each retry logs one http.retry_scheduled event: endpoint, status, code, attempt, delay and correlation id only."""
     add_token(rsps)
     rsps.delete(delete_url(), status=429, json=envelope(429, "RATE_LIMITED"), headers={"Retry-After": "2"})
     rsps.delete(delete_url(), status=204)
@@ -850,8 +853,10 @@ def test_retry_log_event_has_only_the_allowed_keys(
             "code": "RATE_LIMITED",
             "attempt": 1,
             "delay_s": 2.0,
+            "correlation_id": events[0]["correlation_id"],
         }
     ]
+    assert re.fullmatch(r"[0-9a-f]{32}", events[0]["correlation_id"])
 
 
 def test_requests_are_paced(
@@ -869,7 +874,7 @@ def test_requests_are_paced(
 def test_pacer_spaces_slots_and_lets_idle_time_pass(clock: FakeClock) -> None:
     """The pacer hands out slots 1/rate apart and does not wait after an idle spell."""
     waits: list[float] = []
-    pacer = _Pacer(10.0, clock=clock, sleep=waits.append)
+    pacer = Pacer(10.0, clock=clock, sleep=waits.append)
     pacer.wait()
     pacer.wait()
     clock.now += 5
@@ -886,7 +891,7 @@ def test_pacer_is_shared_across_threads(clock: FakeClock) -> None:
         with lock:
             waits.append(delay)
 
-    pacer = _Pacer(2.0, clock=clock, sleep=record)
+    pacer = Pacer(2.0, clock=clock, sleep=record)
     threads = [threading.Thread(target=pacer.wait) for _ in range(8)]
     for thread in threads:
         thread.start()
