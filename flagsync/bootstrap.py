@@ -64,6 +64,15 @@ def open_state(settings: Settings, *, read_only: bool) -> SqlStateStore:
     return SqlStateStore(settings.state.url.get_secret_value(), build_keyring(settings), read_only=read_only)
 
 
+def check_state_schema(settings: Settings) -> None:
+    """Raise StateError unless the state store is at this flagsync's schema (an empty one is created at it)."""
+    state = open_state(settings, read_only=False)
+    try:
+        state.check_schema()
+    finally:
+        state.close()
+
+
 def migrate_state(settings: Settings, *, wait_seconds: float) -> tuple[str, str | None]:
     """Bring the state store to the newest schema while holding the run lock; return (where, revision it was at)."""
     state = open_state(settings, read_only=False)

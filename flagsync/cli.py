@@ -279,11 +279,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from flagsync.bootstrap import build_app  # noqa: PLC0415 - see _setup_logging
+    from flagsync.bootstrap import build_app, check_state_schema  # noqa: PLC0415 - see _setup_logging
     from flagsync.daemon import Daemon  # noqa: PLC0415 - only the daemon needs the scheduler
 
     settings = _settings(args)
     _setup_logging(settings, args, interactive_quiet=False, stream=sys.stdout)
+    check_state_schema(settings)  # an old schema stops the daemon at start (exit 1), not at every cycle
     app = build_app(settings, lock_wait_seconds=0.0)
     try:
         Daemon(app).run_until_signalled()

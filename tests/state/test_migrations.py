@@ -73,6 +73,22 @@ def test_a_release_0_1_store_is_refused_until_migrated(state_url: str) -> None:
     assert "password" not in str(caught.value)
 
 
+def test_the_daemon_refuses_to_start_on_a_release_0_1_store(
+    state_url: str, cli_config: Callable[..., Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`flagsync daemon` on a 0.1 store exits 1 at start with the migrate message, before scheduling anything."""
+    make_release_0_1_store(state_url, KEY)
+    config = cli_config(state_url)
+    monkeypatch.setenv("FLAGSYNC_ONE__BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("FLAGSYNC_ONE__CLIENT_ID", "c")
+    monkeypatch.setenv("FLAGSYNC_ONE__CLIENT_SECRET", "s-0123456789")
+
+    assert main(["daemon", "--config", str(config)]) == 1
+
+    assert "run `flagsync migrate`" in capsys.readouterr().err
+    assert "alembic_version" not in _tables(state_url)
+
+
 def test_read_only_commands_never_migrate(
     state_url: str, cli_config: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -104,6 +104,11 @@ class SqlStateStore:
         self._ready = True
         return found
 
+    def check_schema(self) -> None:
+        """Raise StateError unless the schema is this code's (a writing store creates an empty database at it)."""
+        with self._serial, translated("read the schema", self._path):
+            self._ensure_schema()
+
     def _ensure_schema(self) -> None:
         if self._ready:
             return
