@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
+import platform
 import signal
 import socket
 import sqlite3
@@ -93,6 +95,20 @@ def percentile(values: Sequence[float], p: float) -> float:
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def machine_lines() -> list[str]:
+    """The date, and what this machine is: CPU count and model, Python version, OS (printed with every scaling figure)."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return [
+        f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"machine: nproc {os.cpu_count()}, {model}, Python {platform.python_version()}, {platform.system()} {platform.release()}",
+    ]
 
 
 def main_for(run: Any, description: str) -> None:
@@ -263,6 +279,31 @@ def create_consent_db(path: Path, people: int, granted: Iterable[int] | None = N
         db.commit()
 
 
+CSV_HEADER = (
+    "record_id",
+    "person_id",
+    "decision",
+    "informed",
+    "consented_by",
+    "recorded_at",
+    "expires_at",
+    "case_status",
+    "consent_version",
+    "updated_at",
+    *EXTRA_COLUMNS,
+)
+
+
+def create_consent_csv(path: Path, people: int, granted: Iterable[int] | None = None, *, records: int | None = None) -> None:
+    """The same rows as `create_consent_db`, as a CSV export (header row, personal-data columns included)."""
+    wanted = set(range(people)) if granted is None else set(granted)
+    total = people if records is None else records
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_HEADER)
+        writer.writerows(["" if value is None else value for value in _row(n, people, wanted)] for n in range(total))
+
+
 def _row(n: int, people: int, wanted: set[int]) -> tuple[str | None, ...]:
     who = n % people
     latest = n < people
@@ -320,17 +361,27 @@ class Workspace:
     """A temporary directory with a consent database, a state database and a config TOML for one mock."""
 
     def __init__(
-        self, mock_url: str, *, people: int = 0, granted: Iterable[int] | None = None, records: int | None = None
+        self,
+        mock_url: str,
+        *,
+        people: int = 0,
+        granted: Iterable[int] | None = None,
+        records: int | None = None,
+        kind: str = "sql",
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="flagsync-bench-")
         self.path = Path(self._dir.name)
         self.mock_url = mock_url
+        self.kind = kind
         self.consent_db = self.path / "consent.db"
+        self.consent_csv = self.path / "consent.csv"
         self.state_db = self.path / "state.db"
         self.secrets = self.path / "secrets"
         self.secrets.mkdir()
-        if people:
+        if people and kind == "sql":
             create_consent_db(self.consent_db, people, granted, records=records)
+        elif people and kind == "csv":
+            create_consent_csv(self.consent_csv, people, granted, records=records)
         self.config = self.write_config()
 
     def __enter__(self) -> Workspace:
@@ -340,8 +391,13 @@ class Workspace:
         self._dir.cleanup()
 
     def write_config(self, one: Mapping[str, object] | None = None, sync: Mapping[str, object] | None = None) -> Path:
+        source: dict[str, object] = (
+            {"kind": "csv", "path": str(self.consent_csv)}
+            if self.kind == "csv"
+            else {"kind": "sql", "url": f"sqlite:///{self.consent_db}", "table": "consent_records"}
+        )
         sections: dict[str, dict[str, object]] = {
-            "source": {"kind": "sql", "url": f"sqlite:///{self.consent_db}", "table": "consent_records"},
+            "source": source,
             "one": {"base_url": self.mock_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **(one or {})},
             "sync": dict(sync or {}),
             "state": {"url": f"sqlite:///{self.state_db}"},
@@ -392,6 +448,7 @@ class CliRun:
     max_rss_mb: float
     stdout: str
     stderr: str
+    cpu_s: float = 0.0  # user + system CPU time of the process
 
     def json(self) -> Any:
         return json.loads(self.stdout)
@@ -412,7 +469,8 @@ def run_cli(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], timeout: 
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return CliRun(proc.returncode, wall, usage.ru_maxrss / 1024.0, out.read().decode(), err.read().decode())
+        cpu = usage.ru_utime + usage.ru_stime
+        return CliRun(proc.returncode, wall, usage.ru_maxrss / 1024.0, out.read().decode(), err.read().decode(), cpu)
 
 
 def _kill_group(pid: int) -> None:

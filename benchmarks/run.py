@@ -8,8 +8,10 @@ import time
 import traceback
 from datetime import UTC, datetime
 
+import bench_core
 import bench_faults
 import bench_person
+import bench_person_scale
 import bench_scale
 import bench_steady
 import bench_throughput
@@ -19,6 +21,8 @@ import benchlib
 BENCHMARKS = {
     "steady": bench_steady.run,
     "person": bench_person.run,
+    "person_scale": bench_person_scale.run,
+    "core": bench_core.run,
     "throughput": bench_throughput.run,
     "scale": bench_scale.run,
     "faults": bench_faults.run,

@@ -24,6 +24,7 @@ from types import FrameType
 from typing import IO, Any, NoReturn
 
 from flagsync.core.model import Plan, RunOutcome, RunTrigger, is_valid_person_id
+from flagsync.core.planner import verdict_counts
 from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, StateError
 from flagsync.logs import configure_logging, register_secret, safe_error_summary
 from flagsync.ports import ChainCheck, PageProbe
@@ -109,7 +110,7 @@ def print_plan(plan: Plan, out: IO[str]) -> None:
         f"{len(plan.unchanged)} unchanged ({plan.current_flags} flags in One)\n"
     )
     if plan.verdicts:
-        tally = Counter(v.value for v in plan.verdicts.values())
+        tally = Counter({v.value: n for v, n in verdict_counts(plan.verdicts).items()})
         out.write("Decisions: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())) + "\n")
     if plan.adds:
         out.write("\nTo add:\n")

@@ -4,12 +4,36 @@ The file is UTF-8 (a byte order mark is allowed) with a header row and RFC 4180 
 is cut down to the mapped columns the moment the csv module has split it, so no other column
 (names, addresses, notes, ...) reaches anything else. Rows are streamed.
 
-A read makes two passes: the first checks the structure and counts record ids (so every
-occurrence of a duplicated id can be quarantined, including the first), the second parses and
-yields. Both hash the file's bytes; if they differ the file changed mid-read and the read fails.
-A file that cannot be read as a whole (missing, not UTF-8, a required column missing from the
-header, malformed quoting, a row with the wrong number of fields) raises `SourceError` naming the
-line, never a cell's content. Record ids are compared without surrounding whitespace.
+A whole read makes two passes: the first checks the structure and finds repeated record ids (so
+every occurrence of a duplicated id can be quarantined, including the first), the second parses
+and yields. Both hash the file's bytes; if they differ the file changed mid-read and the read
+fails. A file that cannot be read as a whole (missing, not UTF-8, a required column missing from
+the header, malformed quoting, a row with the wrong number of fields, a field longer than
+`FIELD_LIMIT`) raises `SourceError` naming the line (and for a long field its column index),
+never a cell's content. Record ids are compared without surrounding whitespace.
+
+Field size: Python's csv module refuses fields over 128 KiB by default, which a legal export (a
+long `notes` column) can exceed. Its limit is process-global (`csv.field_size_limit`); this module
+sets it to `FIELD_LIMIT` (16 MiB) when imported, and every read sets it again if something else
+changed it. A field above the limit fails the read.
+
+Person reads (`read_person`) go through a per-file index instead of reading the whole file. The
+first person read of a file version reads it once and keeps, per data row, its byte offset (8
+bytes), the next row of the same person (4) and whether its record id is repeated in the file (1);
+per person its id in a compact table (the id's length plus about 20 bytes) and its first row (4):
+about 45 bytes a row when each person has one row. Finding repeated record ids needs a record id
+table while the index is built (about the id's length plus 25 bytes a row), dropped afterwards.
+A person's rows are then read at their offsets and parsed exactly as a whole read parses them
+(same header layout, same checks, same parser), and only those whose parsed person id is the one
+asked for are returned.
+
+When the index is trusted: before each person read the file is opened and fstat'ed; the index
+is used only if device, inode, size, mtime_ns and ctime_ns are all what they were when it was
+built. A rewrite can keep all of them only within the file system's timestamp granularity, so if
+the file had been modified less than `RACY_WINDOW_NS` (2 s) before the index was built, its
+content's SHA-256 is checked as well on each person read until one such check passes after that
+window (the same rule as git's "racily clean" entries). Anything else rebuilds the index. A row
+that no longer parses as the index says (wrong width, another person) rebuilds it too.
 
 Change detection: the watermark is the SHA-256 of the file's content; the same hash means nobody
 changed, a different one means "full reconcile" (a CSV cannot say whose rows changed).
@@ -20,26 +44,100 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-from collections import Counter
+import os
+import threading
+import time
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from io import BufferedReader
+from operator import itemgetter
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from flagsync.core.model import SourceItem, is_valid_person_id
-from flagsync.core.records import OPTIONAL_COLUMNS, normalize_text, parse_record, resolve_column_map
+from flagsync.core.keytable import KeyTable
+from flagsync.core.model import CONTRACT_COLUMNS, SourceItem, is_valid_person_id
+from flagsync.core.records import OPTIONAL_COLUMNS, RowParser, normalize_person_id, normalize_text, resolve_column_map
 from flagsync.errors import ConfigError, SourceError
 from flagsync.ports import Changes
 
 _DEFAULT_ZONE = "Europe/London"
 _WATERMARK_PREFIX = "sha256:"
 
+#: The longest field (in characters) a consent CSV may hold; longer fails the read.
+FIELD_LIMIT = 16 * 1024 * 1024
+
+#: A file modified this shortly before its index was built is checked by content hash as well.
+RACY_WINDOW_NS = 2_000_000_000
+
+_FIELD_LIMIT_MESSAGE = "field larger than field limit"
+_CHUNK = 1 << 20
+
+
+def _apply_field_limit() -> None:
+    """Set csv's process-global field size limit to FIELD_LIMIT (if something changed it since)."""
+    if csv.field_size_limit() != FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)
+
+
+_apply_field_limit()
+
 
 class _Hasher(Protocol):
     def update(self, data: bytes, /) -> None: ...
+
+
+class _NoHash:
+    def update(self, data: bytes, /) -> None:
+        """Hash nothing (rows read at an offset through the index)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Header:
+    """The header as found: its width and, in contract order, the position of each contract column."""
+
+    width: int
+    positions: tuple[int, ...]  # `width` for an absent optional column (an empty cell is appended to each row)
+
+    def values(self, fields: list[str]) -> tuple[str, ...]:
+        """The contract values of a row, in contract order (an absent optional column reads as empty)."""
+        fields.append("")
+        picked: tuple[str, ...] = itemgetter(*self.positions)(fields)
+        return picked
+
+
+@dataclass(slots=True)
+class _PersonIndex:
+    """Where each person's rows are in one version of the file (see the module docstring)."""
+
+    identity: tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+    digest: bytes
+    header: _Header
+    people: KeyTable
+    first_row: array[int]  # per person
+    next_row: array[int]  # per data row: the next row of the same person, -1 at the end
+    offsets: array[int]  # per data row: where the record starts
+    repeated: bytearray  # per data row: 1 when its record id occurs more than once in the file
+    racy_until_ns: int = 0  # 0: the stat identity alone is trusted; else hash-check until this time has passed
+
+    def rows(self, person_id: str) -> list[int]:
+        """The data rows of `person_id`, in file order."""
+        number = self.people.index(person_id)
+        if number < 0:
+            return []
+        found: list[int] = []
+        row = self.first_row[number]
+        while row >= 0:
+            found.append(row)
+            row = self.next_row[row]
+        return found
+
+
+class _Stale(Exception):
+    """Internal: the index no longer describes the file."""
 
 
 class CsvConsentSource:
@@ -57,19 +155,21 @@ class CsvConsentSource:
         self._path = Path(path)
         self._columns = resolve_column_map(columns)
         self._zone = zone if zone is not None else ZoneInfo(_DEFAULT_ZONE)
+        self._index: _PersonIndex | None = None
+        self._index_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------
     # ConsentSource
 
     def read_all(self, now: datetime) -> Iterator[SourceItem]:
         """Every record, streamed; raises SourceError when the file cannot be read as a whole."""
-        return self._read(now, person_id=None)
+        return self._read_all(now)
 
     def read_person(self, person_id: str, now: datetime) -> Iterator[SourceItem]:
-        """Every record naming this person id (the whole file is read to find them)."""
+        """Every record that `read_all` attributes to this person id, found through the per-file index."""
         if not is_valid_person_id(person_id):
             return iter(())  # no record can name a malformed id
-        return self._read(now, person_id=person_id)
+        return iter(self._read_person(person_id, now))
 
     def changes_since(self, watermark: str | None) -> Changes:
         """Nobody when the file's hash equals `watermark`; otherwise "full reconcile"."""
@@ -87,51 +187,205 @@ class CsvConsentSource:
         return f"csv file {self._path}"
 
     # ------------------------------------------------------------------------------------------
-    # Reading
+    # Whole reads
 
-    def _read(self, now: datetime, person_id: str | None) -> Iterator[SourceItem]:
-        counts: Counter[str] = Counter()
+    def _read_all(self, now: datetime) -> Iterator[SourceItem]:
+        _apply_field_limit()
         first = hashlib.sha256()
-        for row in self._rows(first, only=("record_id",)):
-            record_id = normalize_text(row["record_id"])
-            if record_id is not None:
-                counts[record_id] += 1
+        with self._open() as binary:
+            header, records = self._records(binary, first)
+            record_id_at = header.positions[0]
+            ids = KeyTable()
+            counts = bytearray()
+            per_row = array("i")
+            for _offset, fields in records:
+                per_row.append(_count(ids, counts, normalize_text(fields[record_id_at])))
+            del ids
+        repeated = bytes(1 if number >= 0 and counts[number] > 1 else 0 for number in per_row)
+        del per_row, counts
         second = hashlib.sha256()
-        for row in self._rows(second, only=None):
-            record_id = normalize_text(row["record_id"])
-            item = parse_record(row, now=now, zone=self._zone, duplicate=record_id is not None and counts[record_id] > 1)
-            if person_id is None or item.person_id == person_id:
-                yield item
+        parse = RowParser(now=now, zone=self._zone).parse
+        with self._open() as binary:
+            header, records = self._records(binary, second)
+            values = header.values
+            rows = len(repeated)
+            for row, (_offset, fields) in enumerate(records):
+                # A row the first pass did not see means the file changed: the hash check below fails the read.
+                yield parse(values(fields), repeated[row] == 1 if row < rows else True)
         if first.digest() != second.digest():
             raise SourceError(f"the consent CSV file {self._path} changed while it was being read")
 
-    def _rows(self, hasher: _Hasher, only: tuple[str, ...] | None) -> Iterator[dict[str, str]]:
-        """The file's records as {contract column: cell}, holding only mapped (or `only`) columns."""
-        with self._open() as binary:
-            reader = csv.reader(self._lines(binary, hasher), strict=True)
-            try:
-                header = next(reader, None)
-                if header is None:
-                    raise SourceError(f"the consent CSV file {self._path} is empty (no header row)")
-                index = self._index(header)
-                if only is not None:
-                    index = {name: position for name, position in index.items() if name in only}
-                width = len(header)
-                for fields in reader:
-                    if not fields:
-                        continue  # a blank line
-                    if len(fields) != width:
-                        raise SourceError(
-                            f"the consent CSV file {self._path} has {len(fields)} fields on line {reader.line_num}"
-                            f" where the header has {width}"
-                        )
-                    yield {name: fields[position] for name, position in index.items()}
-            except csv.Error:
-                raise SourceError(f"the consent CSV file {self._path} is malformed at line {reader.line_num}") from None
+    # ------------------------------------------------------------------------------------------
+    # Person reads through the index
 
-    def _lines(self, binary: Iterable[bytes], hasher: _Hasher) -> Iterator[str]:
+    def _read_person(self, person_id: str, now: datetime) -> list[SourceItem]:
+        _apply_field_limit()
+        for _ in range(2):
+            try:
+                return self._read_indexed(person_id, now, self._current_index())
+            except _Stale:
+                with self._index_lock:
+                    self._index = None
+        raise SourceError(f"the consent CSV file {self._path} changed while it was being read")
+
+    def _read_indexed(self, person_id: str, now: datetime, index: _PersonIndex) -> list[SourceItem]:
+        rows = index.rows(person_id)
+        if not rows:
+            return []
+        parse = RowParser(now=now, zone=self._zone).parse
+        items: list[SourceItem] = []
+        with self._open() as binary:
+            if _identity(os.fstat(binary.fileno())) != index.identity:
+                raise _Stale
+            for row in rows:
+                binary.seek(index.offsets[row])
+                reader = csv.reader(self._lines(binary, _NoHash(), bom=False), strict=True)
+                try:
+                    fields = next(reader, None)
+                except csv.Error:
+                    raise _Stale from None
+                if fields is None or len(fields) != index.header.width:
+                    raise _Stale
+                item = parse(index.header.values(fields), index.repeated[row] == 1)
+                if item.person_id != person_id:
+                    raise _Stale
+                items.append(item)
+        return items
+
+    def _current_index(self) -> _PersonIndex:
+        """The index of the file as it is now: the one kept if still valid, else a new one."""
+        with self._index_lock:
+            index = self._index
+            if index is not None and self._still_valid(index):
+                return index
+            index = self._build_index()
+            self._index = index
+            return index
+
+    def _still_valid(self, index: _PersonIndex) -> bool:
+        try:
+            identity = _identity(os.stat(self._path))
+        except OSError:
+            return False
+        if identity != index.identity:
+            return False
+        if not index.racy_until_ns:
+            return True
+        checked_at = time.time_ns()
+        with self._open() as binary:
+            try:
+                digest = hashlib.file_digest(binary, "sha256").digest()
+            except OSError as exc:
+                raise SourceError(f"cannot read the consent CSV file {self._path} ({type(exc).__name__})") from None
+        if digest != index.digest:
+            return False
+        if checked_at > index.racy_until_ns:
+            index.racy_until_ns = 0  # any later write moves mtime/ctime past what the index holds
+        return True
+
+    def _build_index(self) -> _PersonIndex:
+        started = time.time_ns()
+        hasher = hashlib.sha256()
+        with self._open() as binary:
+            before = _identity(os.fstat(binary.fileno()))
+            header, records = self._records(binary, hasher)
+            record_id_at, person_id_at = header.positions[0], header.positions[1]
+            people, ids = KeyTable(), KeyTable()
+            counts = bytearray()
+            first_row, last_row, next_row, offsets, per_row = array("i"), array("i"), array("i"), array("Q"), array("i")
+            for offset, fields in records:
+                row = len(offsets)
+                offsets.append(offset)
+                per_row.append(_count(ids, counts, normalize_text(fields[record_id_at])))
+                next_row.append(-1)
+                person_id = normalize_person_id(fields[person_id_at])
+                if person_id is not None:
+                    number, added = people.add(person_id)
+                    if added:
+                        first_row.append(row)
+                        last_row.append(row)
+                    else:  # append to the person's chain, keeping file order
+                        next_row[last_row[number]] = row
+                        last_row[number] = row
+            after = _identity(os.fstat(binary.fileno()))
+        if after != before:
+            raise SourceError(f"the consent CSV file {self._path} changed while it was being read")
+        del ids, last_row
+        repeated = bytearray(1 if number >= 0 and counts[number] > 1 else 0 for number in per_row)
+        modified = max(before[3], before[4])
+        racy_until = modified + RACY_WINDOW_NS if modified + RACY_WINDOW_NS >= started else 0
+        return _PersonIndex(
+            identity=before,
+            digest=hasher.digest(),
+            header=header,
+            people=people,
+            first_row=first_row,
+            next_row=next_row,
+            offsets=offsets,
+            repeated=repeated,
+            racy_until_ns=racy_until,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # Records
+
+    def _records(self, binary: BufferedReader, hasher: _Hasher) -> tuple[_Header, Iterator[tuple[int, list[str]]]]:
+        """The header layout, and the data records as (byte offset where the record starts, fields).
+
+        Every record has the header's width; blank lines are skipped. Structural faults raise
+        SourceError naming the line.
+        """
+        feed = _LineFeed(self, binary, hasher)
+        reader = csv.reader(feed, strict=True)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise self._malformed(exc, reader.line_num, 0, binary) from None
+        if header is None:
+            raise SourceError(f"the consent CSV file {self._path} is empty (no header row)")
+        layout = self._header(header)
+        return layout, self._data(reader, feed, layout.width, binary)
+
+    def _data(
+        self, reader: Iterator[list[str]], feed: _LineFeed, width: int, binary: BufferedReader
+    ) -> Iterator[tuple[int, list[str]]]:
+        line_num = getattr(reader, "line_num", 0)
+        while True:
+            start = feed.consumed
+            try:
+                fields = next(reader, None)
+            except csv.Error as exc:
+                raise self._malformed(exc, getattr(reader, "line_num", line_num), start, binary) from None
+            if fields is None:
+                return
+            if not fields:
+                continue  # a blank line
+            if len(fields) != width:
+                raise SourceError(
+                    f"the consent CSV file {self._path} has {len(fields)} fields on line {getattr(reader, 'line_num', 0)}"
+                    f" where the header has {width}"
+                )
+            yield start, fields
+
+    def _malformed(self, exc: csv.Error, line: int, start: int, binary: BufferedReader) -> SourceError:
+        if _FIELD_LIMIT_MESSAGE in str(exc):
+            column = _long_field_column(self._text_from(binary, start), FIELD_LIMIT)
+            where = f"column index {column}" if column is not None else "a column"
+            return SourceError(
+                f"the consent CSV file {self._path} has a field longer than {FIELD_LIMIT:,} characters in {where} at line {line}"
+            )
+        return SourceError(f"the consent CSV file {self._path} is malformed at line {line}")
+
+    def _text_from(self, binary: BufferedReader, start: int) -> Iterator[str]:
+        """The file's text from byte `start` on, in chunks (for finding an overlong field; never kept)."""
+        decoder = codecs.getincrementaldecoder("utf-8-sig" if start == 0 else "utf-8")(errors="replace")
+        binary.seek(start)
+        while chunk := binary.read(_CHUNK):
+            yield decoder.decode(chunk)
+
+    def _lines(self, binary: Iterable[bytes], hasher: _Hasher, *, bom: bool = True) -> Iterator[str]:
         """Decode line by line, so a decoding error names its line; feed every byte to `hasher`."""
-        decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
+        decoder = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")(errors="strict")
         number = 0
         try:
             for raw in binary:
@@ -144,7 +398,7 @@ class CsvConsentSource:
         except OSError as exc:
             raise SourceError(f"cannot read the consent CSV file {self._path} ({type(exc).__name__})") from None
 
-    def _index(self, header: list[str]) -> dict[str, int]:
+    def _header(self, header: list[str]) -> _Header:
         names = [name.strip() for name in header]
         index: dict[str, int] = {}
         for contract, wanted in self._columns.items():
@@ -159,7 +413,8 @@ class CsvConsentSource:
                 raise SourceError(
                     f"column {wanted!r} (for {contract}) missing from the header of the consent CSV file {self._path}"
                 )
-        return index
+        width = len(header)
+        return _Header(width=width, positions=tuple(index.get(name, width) for name in CONTRACT_COLUMNS))
 
     @contextmanager
     def _open(self) -> Iterator[BufferedReader]:
@@ -171,3 +426,86 @@ class CsvConsentSource:
             raise SourceError(f"cannot open the consent CSV file {self._path} ({type(exc).__name__})") from None
         with binary:
             yield binary
+
+
+class _LineFeed:
+    """The decoded lines of a file for csv.reader, counting the bytes handed over (`consumed`)."""
+
+    __slots__ = ("_lines", "consumed")
+
+    def __init__(self, source: CsvConsentSource, binary: BufferedReader, hasher: _Hasher) -> None:
+        self.consumed = binary.tell()
+        self._lines = source._lines(self._counted(binary), hasher)
+
+    def _counted(self, binary: BufferedReader) -> Iterator[bytes]:
+        for raw in binary:
+            self.consumed += len(raw)
+            yield raw
+
+    def __iter__(self) -> Iterator[str]:
+        return self._lines
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int, int]:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _count(ids: KeyTable, counts: bytearray, record_id: str | None) -> int:
+    """Count one occurrence of `record_id` (saturating at 2); its number, or -1 for an absent id."""
+    if record_id is None:
+        return -1
+    number, added = ids.add(record_id)
+    if added:
+        counts.append(1)
+    elif counts[number] == 1:
+        counts[number] = 2
+    return number
+
+
+def _long_field_column(chunks: Iterator[str], limit: int) -> int | None:  # noqa: PLR0912 - a small state machine
+    """The index of the first field longer than `limit` characters in the CSV record the text starts with.
+
+    Follows the csv module's default dialect (comma, double quote, doubled quotes inside quotes).
+    None if the record ends without one (the csv module would not have stopped there). Reads only
+    what it needs, a chunk at a time, and keeps no field.
+    """
+    column, length = 0, 0
+    state = "start"  # start | bare | quoted | quote (a quote seen inside a quoted field)
+    for chunk in chunks:
+        at, size = 0, len(chunk)
+        while at < size:
+            if state == "start":
+                if chunk[at] == '"':
+                    state, at = "quoted", at + 1
+                    continue
+                state = "bare"
+            if state == "bare":
+                ends = [i for i in (chunk.find(",", at), chunk.find("\n", at), chunk.find("\r", at)) if i >= 0]
+                end = min(ends) if ends else size
+                length += end - at
+                if length > limit:
+                    return column
+                if end == size:
+                    at = size
+                    continue
+                if chunk[end] != ",":
+                    return None  # the record ended
+                column, length, state, at = column + 1, 0, "start", end + 1
+            elif state == "quoted":
+                end = chunk.find('"', at)
+                length += (size if end < 0 else end) - at
+                if length > limit:
+                    return column
+                at, state = (size, "quoted") if end < 0 else (end + 1, "quote")
+            elif chunk[at] == '"':
+                length, state, at = length + 1, "quoted", at + 1
+                if length > limit:
+                    return column
+            elif chunk[at] == ",":
+                column, length, state, at = column + 1, 0, "start", at + 1
+            else:
+                return None
+    return None

@@ -8,9 +8,41 @@ parameters or the URL; the engine also hides parameters from SQLAlchemy's own me
 Streaming: rows come from a server-side cursor where the driver has one (PostgreSQL), in batches
 of `BATCH_SIZE`, so a large table never sits in memory at once.
 
-Duplicate record ids are found by the database itself (GROUP BY record id HAVING COUNT(*) > 1,
-joined back onto the rows in the same statement, so every occurrence is quarantined). They are
-compared as stored, with the database's own equality.
+Duplicate record ids are found by the database itself, compared as stored with the database's own
+equality, so every occurrence is quarantined. A primary key, unique constraint or (non-partial)
+unique index on the record id column alone makes them impossible, and then no query is spent on
+them. Otherwise a whole read joins GROUP BY record id HAVING COUNT(*) > 1 onto the rows, and a
+person's read counts each of its rows' record id (one lookup in the record id index per row).
+
+Person reads (`read_person`) cost the same at any table size and never miss a record that
+`read_all` attributes to the person. `read_all` attributes a row to a person by its stripped text
+(Python's str.strip(), so ' P1001 ', '\tP1001' and 'P1001\u3000' all name P1001), so an exact
+match alone would miss a padded withdrawal and let a person sync see only an older grant. The
+person query is therefore an OR of index range probes, and Python keeps exactly the rows whose
+parsed person id is the one asked for:
+
+- the exact value;
+- values starting with whitespace: every character strip() removes is in '\t'..' ' or
+  '\x85'..'\u3000', and no person id starts with one, so two ranges hold them all (in a sound
+  table they are empty);
+- the person id followed by whitespace: the ranges (id, id + '!') and [id + '\x85', id + '\u3001');
+- SQLite only (any column holds any type there): blobs (all sort after text, decoded like text),
+  and the integer or real whose text is the id ('1001', 'inf').
+
+PostgreSQL compares text by the column's collation, and a linguistic one sorts ' P1001' next to
+'P1001' (spaces ignored), which would defeat the ranges; so the comparisons carry COLLATE "C"
+(byte order) unless the column's own collation is already "C" or "POSIX". An integer person id
+column is matched by value. Any other column type, another database, a SQLite database not in
+UTF-8 or a column with a custom collation falls back to reading every row (correct, not
+index-backed). The indexes that make person reads index-backed (see
+docs/consent-source-indexes.md):
+
+    -- SQLite (and PostgreSQL when the column's collation is "C" or "POSIX")
+    CREATE INDEX consent_records_person_id ON consent_records (person_id);
+    -- PostgreSQL, any other collation (the database default included)
+    CREATE INDEX consent_records_person_id_c ON consent_records (person_id COLLATE "C");
+    -- both, unless record_id is the primary key or unique
+    CREATE INDEX consent_records_record_id ON consent_records (record_id);
 
 Change detection (`changes_since`), chosen by whether the table has an `updated_at` column:
 
@@ -31,19 +63,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 
-from flagsync.core.model import SourceItem, is_valid_person_id
-from flagsync.core.records import OPTIONAL_COLUMNS, normalize_person_id, normalize_text, parse_record, resolve_column_map
+from flagsync.core.model import CONTRACT_COLUMNS, SourceItem, is_valid_person_id
+from flagsync.core.records import OPTIONAL_COLUMNS, RowParser, normalize_person_id, normalize_text, resolve_column_map
 from flagsync.errors import ConfigError, SourceError
 from flagsync.ports import Changes
 
@@ -56,13 +90,31 @@ _WATERMARK_VERSION = 1
 _DIGEST_MODULUS = 2**256
 
 
+#: How a person's rows are found (see the module docstring): SQLite probes, PostgreSQL probes on a
+#: text column, equality on an integer column, or (anything else) reading every row and keeping theirs.
+_SQLITE, _POSTGRES_TEXT, _INTEGER, _SCAN = "sqlite", "postgresql-text", "integer", "scan"
+
+# Every character Python's str.strip() removes lies in one of these two ranges (tests check it).
+_ASCII_SPACE_FIRST, _ASCII_SPACE_LAST = "\t", " "
+_WIDE_SPACE_FIRST, _WIDE_SPACE_LAST = "\x85", "\u3000"
+
+_PLAIN_INT = re.compile(r"0|[1-9][0-9]*", re.ASCII)
+
+
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """The table as found: contract column → actual source column (None for an absent optional one)."""
+    """The table as found: contract column → actual source column (None for an absent optional one).
+
+    `person_match` says how a person's rows are found; `collate_c` whether PostgreSQL comparisons
+    need ``COLLATE "C"`` (the column's own collation is not C); `unique_record_id` whether a primary
+    key or unique constraint on the record id column makes duplicates impossible.
+    """
 
     table: sa.TableClause
     columns: Mapping[str, str | None]
-    textual_person_id: bool
+    person_match: str
+    collate_c: bool
+    unique_record_id: bool
 
     def column(self, name: str) -> sa.ColumnClause[object]:
         actual = self.columns[name]
@@ -114,7 +166,7 @@ class SqlConsentSource:
         return self._read(now, person_id=None)
 
     def read_person(self, person_id: str, now: datetime) -> Iterator[SourceItem]:
-        """Every record naming this person id (compared without surrounding spaces)."""
+        """Every record that `read_all` attributes to this person id (found through the person_id index)."""
         if not is_valid_person_id(person_id):
             return iter(())  # no record can name a malformed id, and it never goes near SQL
         return self._read(now, person_id=person_id)
@@ -141,48 +193,91 @@ class SqlConsentSource:
         with self._connection() as conn:
             layout = self._layout(conn)
             statement = self._select_records(layout, person_id)
+            parser = RowParser(now=now, zone=self._zone)
+            parse = parser.parse
+            duplicate_at = len(CONTRACT_COLUMNS)
             try:
                 result = conn.execution_options(stream_results=True, yield_per=BATCH_SIZE).execute(statement)
+                if person_id is None:
+                    for row in result:
+                        yield parse(row, row[duplicate_at] is not None)
+                    return
                 for row in result:
-                    values = row._mapping
-                    item = parse_record(
-                        {name: values[name] for name, _ in layout.present()},
-                        now=now,
-                        zone=self._zone,
-                        duplicate=values[_DUPLICATE_MARK] is not None,
-                    )
-                    if person_id is None or item.person_id == person_id:
+                    item = parse(row, row[duplicate_at] is not None)
+                    if item.person_id == person_id:  # the probes over-select; keep exactly what read_all attributes
                         yield item
             except SQLAlchemyError as exc:
                 raise SourceError(f"cannot read the consent table {self._table_label!r} ({_kind(exc)})") from None
 
     def _select_records(self, layout: _Layout, person_id: str | None) -> sa.Select[tuple[object, ...]]:
+        """The contract columns in contract order (NULL for an absent optional one), then a duplicate mark.
+
+        The mark is not NULL when the row's record id occurs more than once in the table. With a
+        primary key or unique constraint on the record id it is simply NULL; otherwise a whole read
+        joins the ids that occur more than once (one GROUP BY), and a person's read asks, per row,
+        for the count of its record id (one index lookup each, with an index on the record id).
+        """
         rows = layout.table
+        selected = [
+            (rows.c[actual] if actual is not None else sa.null()).label(name)
+            for name, actual in ((name, layout.columns[name]) for name in CONTRACT_COLUMNS)
+        ]
         record_id = layout.column("record_id")
-        # The same table again under other names, for the duplicate query joined onto the rows.
-        counted = layout.table.alias("flagsync_counted")
-        counted_id = counted.c[record_id.name]
-        duplicates = sa.select(counted_id.label("record_id")).group_by(counted_id).having(sa.func.count() > 1)
-        if person_id is not None:
-            own = layout.table.alias("flagsync_own")
-            own_ids = sa.select(own.c[record_id.name]).where(
-                self._person_matches(layout, own.c[layout.column("person_id").name], person_id)
+        if layout.unique_record_id:
+            statement = sa.select(*selected, sa.null().label(_DUPLICATE_MARK))
+        elif person_id is None:
+            counted = layout.table.alias("flagsync_counted")
+            counted_id = counted.c[record_id.name]
+            duplicated = (
+                sa.select(counted_id.label("record_id"))
+                .group_by(counted_id)
+                .having(sa.func.count() > 1)
+                .subquery("flagsync_duplicates")
             )
-            duplicates = duplicates.where(counted_id.in_(own_ids))
-        duplicated = duplicates.subquery("flagsync_duplicates")
-        statement = sa.select(
-            *(rows.c[actual].label(name) for name, actual in layout.present()),
-            duplicated.c.record_id.label(_DUPLICATE_MARK),
-        ).select_from(rows.outerjoin(duplicated, record_id == duplicated.c.record_id))
+            statement = sa.select(*selected, duplicated.c.record_id.label(_DUPLICATE_MARK)).select_from(
+                rows.outerjoin(duplicated, record_id == duplicated.c.record_id)
+            )
+        else:
+            other = layout.table.alias("flagsync_other")
+            count = sa.select(sa.func.count()).select_from(other).where(other.c[record_id.name] == record_id).scalar_subquery()
+            statement = sa.select(*selected, sa.case((count > 1, sa.literal(1)), else_=sa.null()).label(_DUPLICATE_MARK))
         if person_id is not None:
-            statement = statement.where(self._person_matches(layout, layout.column("person_id"), person_id))
+            condition = self._person_condition(layout, person_id)
+            if condition is not None:
+                statement = statement.where(condition)
         return statement
 
-    def _person_matches(self, layout: _Layout, column: sa.ColumnClause[object], person_id: str) -> sa.ColumnElement[bool]:
-        # Stored ids may carry padding (CHAR columns, careless exports) that the parser strips.
-        if layout.textual_person_id:
-            return sa.func.ltrim(sa.func.rtrim(column)) == person_id
-        return column == person_id
+    def _person_condition(self, layout: _Layout, person_id: str) -> sa.ColumnElement[bool] | None:
+        """An index-backed condition selecting at least every row `read_all` attributes to `person_id`.
+
+        None means "no condition": every row is read and the parsed person id decides (the fallback).
+        """
+        column = layout.column("person_id")
+        if layout.person_match == _INTEGER:
+            # An integer's text never carries padding; only the canonical digits can name the person.
+            return column == int(person_id) if _PLAIN_INT.fullmatch(person_id) else sa.false()
+        if layout.person_match == _SCAN:
+            return None
+        compared: sa.ColumnElement[Any] = column.collate("C") if layout.collate_c else column
+        after_ascii, after_wide = chr(ord(_ASCII_SPACE_LAST) + 1), chr(ord(_WIDE_SPACE_LAST) + 1)
+        terms: list[sa.ColumnElement[bool]] = [
+            compared == person_id,
+            # A value starting with whitespace: every such value sorts inside one of these two ranges.
+            sa.and_(compared >= _ASCII_SPACE_FIRST, compared < after_ascii),
+            sa.and_(compared >= _WIDE_SPACE_FIRST, compared < after_wide),
+            # The person id followed by whitespace (and maybe more): just after the exact value.
+            sa.and_(compared > person_id, compared < person_id + after_ascii),
+            sa.and_(compared >= person_id + _WIDE_SPACE_FIRST, compared < person_id + after_wide),
+        ]
+        if layout.person_match == _SQLITE:
+            # SQLite keeps any value in any column: blobs sort after all text, and a number's text
+            # can name a person only as its canonical form ("123", or "inf" for an infinite real).
+            terms.append(column >= sa.literal(b"", sa.LargeBinary()))
+            if _PLAIN_INT.fullmatch(person_id):
+                terms.append(column == sa.literal(int(person_id), sa.Integer()))
+            if person_id == "inf":
+                terms.append(column == sa.literal(float("inf"), sa.Float()))
+        return sa.or_(*terms)
 
     # ------------------------------------------------------------------------------------------
     # Changes
@@ -272,9 +367,63 @@ class SqlConsentSource:
                 raise SourceError(f"column {wanted!r} (for {contract}) missing from the consent table {self._table_label!r}")
         actual_names = sorted({name for name in resolved.values() if name is not None})
         table = sa.table(self._table_name, *(sa.column(name) for name in actual_names), schema=self._schema)
-        person_type = types[str(resolved["person_id"])]
-        textual = self._url.get_backend_name() == "sqlite" or isinstance(person_type, sa.String | sa.types.NullType)
-        return _Layout(table=table, columns=resolved, textual_person_id=textual)
+        person_column = str(resolved["person_id"])
+        match, collate_c = self._person_match(conn, person_column, types[person_column])
+        unique = self._unique_record_id(conn, str(resolved["record_id"]))
+        return _Layout(table=table, columns=resolved, person_match=match, collate_c=collate_c, unique_record_id=unique)
+
+    def _person_match(self, conn: Connection, column: str, kind: object) -> tuple[str, bool]:
+        """How to find a person's rows in this column (and, for PostgreSQL text, whether COLLATE "C" is needed)."""
+        backend = self._url.get_backend_name()
+        try:
+            if backend == "sqlite":
+                encoding = conn.exec_driver_sql("PRAGMA encoding").scalar()
+                collation = getattr(kind, "collation", None)
+                # The range probes assume UTF-8 text compared byte by byte (BINARY; NOCASE and RTRIM keep
+                # whitespace below every letter and digit, so they are fine too).
+                if encoding == "UTF-8" and (collation is None or str(collation).upper() in ("BINARY", "NOCASE", "RTRIM")):
+                    return _SQLITE, False
+                return _SCAN, False
+            if backend == "postgresql":
+                if isinstance(kind, sa.Integer):
+                    return _INTEGER, False
+                if isinstance(kind, sa.String) and not isinstance(kind, sa.Enum):
+                    return _POSTGRES_TEXT, self._postgres_collation(conn, column) not in ("C", "POSIX")
+        except SQLAlchemyError as exc:
+            raise SourceError(f"cannot inspect the consent table {self._table_label!r} ({_kind(exc)})") from None
+        return _SCAN, False
+
+    def _postgres_collation(self, conn: Connection, column: str) -> str | None:
+        """The effective collation of a PostgreSQL column (the database's default when it names none)."""
+        named = conn.execute(
+            sa.text(
+                "SELECT collation_name FROM information_schema.columns"
+                " WHERE table_schema = coalesce(:schema, current_schema()) AND table_name = :table AND column_name = :column"
+            ),
+            {"schema": self._schema, "table": self._table_name, "column": column},
+        ).scalar()
+        if named is None:
+            named = conn.execute(sa.text("SELECT datcollate FROM pg_database WHERE datname = current_database()")).scalar()
+        return None if named is None else str(named)
+
+    def _unique_record_id(self, conn: Connection, column: str) -> bool:
+        """Whether a primary key, unique constraint or plain unique index holds the record id column alone."""
+        inspector = sa.inspect(conn)
+        try:
+            if inspector.get_pk_constraint(self._table_name, schema=self._schema).get("constrained_columns") == [column]:
+                return True
+            for constraint in inspector.get_unique_constraints(self._table_name, schema=self._schema):
+                if constraint.get("column_names") == [column]:
+                    return True
+            for index in inspector.get_indexes(self._table_name, schema=self._schema):
+                partial = any(
+                    key.endswith("_where") and value is not None for key, value in index.get("dialect_options", {}).items()
+                )
+                if index.get("unique") and index.get("column_names") == [column] and not partial and not index.get("expressions"):
+                    return True
+        except (SQLAlchemyError, NotImplementedError):
+            return False  # a view, or a dialect that cannot tell: the duplicate query decides
+        return False
 
 
 def _kind(exc: SQLAlchemyError) -> str:

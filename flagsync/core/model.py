@@ -6,6 +6,7 @@ Everything here is immutable and free of I/O. Timestamps are timezone-aware UTC.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -173,7 +174,7 @@ class Plan:
     attention: tuple[Attention, ...] = ()
     current_flags: int = 0
     guard_tripped: bool = False
-    verdicts: dict[str, Verdict] = field(default_factory=dict, compare=False, repr=False)
+    verdicts: Mapping[str, Verdict] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def has_changes(self) -> bool:

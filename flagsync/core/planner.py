@@ -28,15 +28,21 @@ ahead and `guard_tripped` stays False (it means "removals are being held").
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
-from datetime import datetime
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from itertools import groupby
+from operator import attrgetter
 
 from flagsync.core.model import ATTENTION_VERDICTS, Attention, Flag, Plan, Rules, Verdict
-from flagsync.core.rule import Gathered, verdict
+from flagsync.core.rule import Gathered, _Store, compact_store, verdict
 
-__all__ = ["build_plan", "guard_trips"]
+__all__ = ["build_plan", "guard_trips", "verdict_counts"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_person_of = attrgetter("person_id")
 
 
 def guard_trips(removals: int, current_flags: int | None, rules: Rules) -> bool:
@@ -69,34 +75,34 @@ def build_plan(
     def in_scope(person_id: str) -> bool:
         return scope is None or person_id in scope
 
-    flags_by_person: dict[str, list[Flag]] = defaultdict(list)
-    for flag in set(current):  # One may list a flag twice (paging); it is still one flag
-        if in_scope(flag.person_id):
-            flags_by_person[flag.person_id].append(flag)
-    considered_flags = sum(len(flags) for flags in flags_by_person.values())
+    # Our flags grouped by person (a sort on the person id the flags already hold, no per-person
+    # containers: a million-person run lists a hundred thousand flags). One may list a flag twice
+    # (paging); it is still one flag.
+    flags = [flag for flag in current if in_scope(flag.person_id)]
+    flags.sort(key=_person_of)
+    flagged: list[str] = []
+    considered_flags = 0
+    for person_id, group in groupby(flags, key=_person_of):
+        flagged.append(person_id)
+        considered_flags += len(set(group))
 
-    verdicts: dict[str, Verdict] = {}
-    attention: list[Attention] = []
-    for person_id in sorted(gathered.people):
-        if not in_scope(person_id):
-            continue
-        evidence = gathered.people[person_id]
-        person_verdict = verdict(evidence.deciding, uncertain=evidence.uncertain, now=now, rules=rules)
-        verdicts[person_id] = person_verdict
-        if person_verdict in ATTENTION_VERDICTS and evidence.deciding is not None:
-            attention.append(Attention(person_id=person_id, record_id=evidence.deciding.record_id, verdict=person_verdict))
-
-    wanted = {person_id for person_id, person_verdict in verdicts.items() if person_verdict.wants_flag}
-    adds = sorted(wanted - flags_by_person.keys())
+    store = compact_store(gathered)
+    verdicts: Mapping[str, Verdict]
+    if store is None:
+        verdicts, wanted, attention = _decide_each(gathered, now, rules, in_scope)
+        adds = sorted(wanted.difference(flagged))
+    else:
+        verdicts, wanted, adds, attention = _decide_compact(store, flagged, now, rules, scope)
     unchanged: list[str] = []
     removals: list[Flag] = []
-    for person_id, flags in flags_by_person.items():
-        flags.sort()
+    for person_id, group in groupby(flags, key=_person_of):
+        distinct = sorted(set(group))  # the lowest involvement id first
         if person_id in wanted:
             unchanged.append(person_id)
-            removals.extend(flags[1:])
+            removals.extend(distinct[1:])
         else:
-            removals.extend(flags)
+            removals.extend(distinct)
+    del flags
     removals.sort()
 
     if scope is None:
@@ -121,3 +127,118 @@ def build_plan(
         guard_tripped=tripped,
         verdicts=verdicts,
     )
+
+
+def verdict_counts(verdicts: Mapping[str, Verdict]) -> Counter[Verdict]:
+    """How many people got each verdict; for a big plan's verdicts without building every person id."""
+    if isinstance(verdicts, _CompactVerdicts):
+        return verdicts.counts()
+    return Counter(verdicts.values())
+
+
+def _decide_each(
+    gathered: Gathered, now: datetime, rules: Rules, in_scope: Callable[[str], bool]
+) -> tuple[dict[str, Verdict], set[str], list[Attention]]:
+    """Every person's verdict from an ordinary mapping of evidence (the reference way)."""
+    verdicts: dict[str, Verdict] = {}
+    attention: list[Attention] = []
+    for person_id in sorted(gathered.people):
+        if not in_scope(person_id):
+            continue
+        evidence = gathered.people[person_id]
+        person_verdict = verdict(evidence.deciding, uncertain=evidence.uncertain, now=now, rules=rules)
+        verdicts[person_id] = person_verdict
+        if person_verdict in ATTENTION_VERDICTS and evidence.deciding is not None:
+            attention.append(Attention(person_id=person_id, record_id=evidence.deciding.record_id, verdict=person_verdict))
+    wanted = {person_id for person_id, person_verdict in verdicts.items() if person_verdict.wants_flag}
+    return verdicts, wanted, attention
+
+
+def _decide_compact(
+    store: _Store, flagged: Iterable[str], now: datetime, rules: Rules, scope: frozenset[str] | None
+) -> tuple[_CompactVerdicts, set[str], list[str], list[Attention]]:
+    """The same from the fold's compact store, building a person id string only for what the plan lists.
+
+    Returns the verdicts (computed again on access, never held per person), the flagged people who
+    want their flag, the people to add (sorted) and the attention list (in person id order).
+    """
+    verdicts = _CompactVerdicts(store, now, rules, scope)
+    decide_one = verdicts.of_number
+    people = store.people
+    has_flag = bytearray(len(people))
+    wanted: set[str] = set()
+    for person_id in flagged:
+        number = people.index(person_id)
+        if number >= 0:
+            has_flag[number] = 1
+            if decide_one(number) is Verdict.GRANTED:
+                wanted.add(person_id)
+    if scope is None:
+        numbers: Iterable[int] = range(len(people))
+    else:
+        numbers = sorted(n for n in (people.index(p) for p in scope) if n >= 0)
+    adds: list[str] = []
+    attention: list[Attention] = []
+    for number in numbers:
+        person_verdict = decide_one(number)
+        if person_verdict is Verdict.GRANTED:
+            if not has_flag[number]:
+                adds.append(people.key(number))
+        elif person_verdict in ATTENTION_VERDICTS:
+            record_id = store.record_id(number)
+            if record_id is not None:
+                attention.append(Attention(person_id=people.key(number), record_id=record_id, verdict=person_verdict))
+    adds.sort()
+    attention.sort(key=lambda a: a.person_id)
+    return verdicts, wanted, adds, attention
+
+
+class _CompactVerdicts(Mapping[str, Verdict]):
+    """`Plan.verdicts` over the fold's compact store: each verdict is worked out when asked for.
+
+    Iterates in person id order like the dict it stands for; iterating builds every person id, so
+    code that only needs the totals uses `verdict_counts`.
+    """
+
+    __slots__ = ("_accepted", "_now", "_now_micros", "_rules", "_scope", "_store")
+
+    def __init__(self, store: _Store, now: datetime, rules: Rules, scope: frozenset[str] | None) -> None:
+        self._store = store
+        self._now = now
+        self._now_micros = (now - _EPOCH) // _MICROSECOND
+        self._rules = rules
+        self._scope = scope
+        self._accepted = store.accepted_numbers(rules)
+
+    def of_number(self, number: int) -> Verdict:
+        return self._store.verdict_of(number, self._now_micros, self._now, self._rules, self._accepted)
+
+    def __getitem__(self, person_id: str) -> Verdict:
+        number = self._store.people.index(person_id) if isinstance(person_id, str) else -1
+        if number < 0 or (self._scope is not None and person_id not in self._scope):
+            raise KeyError(person_id)
+        return self.of_number(number)
+
+    def __contains__(self, person_id: object) -> bool:
+        return person_id in self._store.people and (self._scope is None or person_id in self._scope)
+
+    def __iter__(self) -> Iterator[str]:
+        if self._scope is None:
+            return iter(sorted(self._store.people.keys()))
+        return iter(sorted(p for p in self._scope if p in self._store.people))
+
+    def __len__(self) -> int:
+        if self._scope is None:
+            return len(self._store.people)
+        return sum(1 for p in self._scope if p in self._store.people)
+
+    def __repr__(self) -> str:
+        return f"<verdicts of {len(self)} people>"
+
+    def counts(self) -> Counter[Verdict]:
+        people = self._store.people
+        if self._scope is None:
+            numbers: Iterable[int] = range(len(people))
+        else:
+            numbers = (n for n in (people.index(p) for p in self._scope) if n >= 0)
+        return Counter(self.of_number(n) for n in numbers)

@@ -38,8 +38,9 @@ exception or a result.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -74,8 +75,10 @@ _E = TypeVar("_E", Decision, ConsentedBy, CaseStatus)
 
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
+_BOOLEANS: Mapping[str, bool] = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATE_LENGTH = 10  # what _DATE matches, always
 _DATE_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?(Z|z|[+-]\d{2}(:?\d{2}(:?\d{2}([.,]\d+)?)?)?)?",
     re.ASCII,
@@ -122,16 +125,218 @@ def parse_record(row: Mapping[str, object], *, now: datetime, zone: ZoneInfo, du
 
     `now` (timezone-aware) decides what counts as the future; `zone` is the zone of naive
     timestamps; `duplicate` says the source holds this record id more than once. Never raises
-    for any row content.
+    for any row content. (Sources parse many rows with one `RowParser`, which this uses too.)
     """
-    if now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    record_id = normalize_text(row.get("record_id"))
-    try:
-        return _validate(row, record_id, now, zone, duplicate)
-    except _Rejected as rejected:
-        kept_record_id = record_id if record_id is not None and len(record_id) <= MAX_RECORD_ID_LENGTH else None
-        return QuarantinedRecord(kept_record_id, normalize_person_id(row.get("person_id")), rejected.reason, rejected.column)
+    return _parser_for(now, zone).parse(tuple(map(row.get, CONTRACT_COLUMNS)), duplicate)
+
+
+#: Distinct timestamp texts remembered per parser and kind of column; the memory is cleared when full.
+TIMESTAMP_CACHE_SIZE = 4096
+
+_last_parser: RowParser | None = None
+
+
+def _parser_for(now: datetime, zone: ZoneInfo) -> RowParser:
+    """A parser for (now, zone), reused while callers keep asking for the same pair (its timestamp cache with it)."""
+    global _last_parser  # noqa: PLW0603 - a one-entry memo; a race only costs a fresh parser
+    parser = _last_parser
+    if parser is None or parser.now != now or parser.zone is not zone:
+        parser = RowParser(now=now, zone=zone)
+        _last_parser = parser
+    return parser
+
+
+class RowParser:
+    """Parses the rows of one read: values by position, in `CONTRACT_COLUMNS` order, timestamps cached by text.
+
+    A source builds one per read (its column layout decided once) and hands each row over as a
+    sequence whose first ten values are the contract columns (None for an absent optional column;
+    anything after them is ignored). The rules are exactly those of `parse_record`. A timestamp text
+    seen before is not parsed again: each kind of column (date-time only, or date allowed) keeps the
+    result for up to `TIMESTAMP_CACHE_SIZE` distinct texts, forgetting them all when full.
+    """
+
+    __slots__ = ("_date_times", "_dates_allowed", "_future_limit", "_rejected", "now", "zone")
+
+    def __init__(self, *, now: datetime, zone: ZoneInfo) -> None:
+        if now.utcoffset() is None:
+            raise ValueError("now must be timezone-aware")
+        self.now = now
+        self.zone = zone
+        self._future_limit = now + FUTURE_TOLERANCE
+        # Accepted texts, per kind of column (a plain date is accepted only where dates are allowed).
+        self._date_times: dict[str, datetime] = {}
+        self._dates_allowed: dict[str, datetime] = {}
+        # Rejected texts, per kind of column: (kind, text) -> the rejection.
+        self._rejected: dict[tuple[bool, str], _Rejected] = {}
+
+    def parse(self, values: Sequence[object], duplicate: bool = False) -> SourceItem:
+        """One row's values (contract order) as a record or a quarantined record; never raises for any content."""
+        record_id = _text(values[0])
+        try:
+            return self._validate(values, record_id, duplicate)
+        except _Rejected as rejected:
+            kept_record_id = record_id if record_id is not None and len(record_id) <= MAX_RECORD_ID_LENGTH else None
+            return QuarantinedRecord(kept_record_id, normalize_person_id(values[1]), rejected.reason, rejected.column)
+
+    def _validate(self, values: Sequence[object], record_id: str | None, duplicate: bool) -> ConsentRecord:  # noqa: PLR0912, PLR0915 - one step per rule, in the documented order
+        if record_id is None:
+            raise _Rejected(QuarantineReason.MISSING_FIELD, "record_id")
+        if len(record_id) > MAX_RECORD_ID_LENGTH:
+            raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "record_id")
+        if duplicate:
+            raise _Rejected(QuarantineReason.DUPLICATE_RECORD_ID, "record_id")
+
+        person_id = _text(values[1])
+        if person_id is not None and not is_valid_person_id(person_id):
+            raise _Rejected(QuarantineReason.BAD_PERSON_ID, "person_id")
+
+        raw = values[2]
+        decision = _DECISION_SPELLINGS.get(raw) if raw.__class__ is str else None
+        if decision is None:
+            decision = _member(raw, _DECISIONS, QuarantineReason.BAD_DECISION, "decision")
+        if decision is None:
+            raise _Rejected(QuarantineReason.MISSING_FIELD, "decision")
+        granted = decision is Decision.GRANTED
+
+        raw = values[3]
+        informed = _BOOLEAN_SPELLINGS[raw] if raw.__class__ is str and raw in _BOOLEAN_SPELLINGS else _boolean(raw)
+        if informed is None and granted:
+            raise _Rejected(QuarantineReason.MISSING_FIELD, "informed")
+
+        raw = values[4]
+        consented_by = _CONSENTED_BY_SPELLINGS.get(raw) if raw.__class__ is str else None
+        if consented_by is None:
+            consented_by = _member(raw, _CONSENTED_BY, QuarantineReason.BAD_CONSENTED_BY, "consented_by", spaced=True)
+        if consented_by is None and granted:
+            raise _Rejected(QuarantineReason.MISSING_FIELD, "consented_by")
+
+        raw = values[5]
+        recorded_at = self._date_times.get(raw) if raw.__class__ is str else None
+        if recorded_at is None:
+            recorded_at = self._timestamp(raw, "recorded_at", self._date_times)
+        if recorded_at is None:
+            raise _Rejected(QuarantineReason.MISSING_FIELD, "recorded_at")
+        if recorded_at > self._future_limit:
+            raise _Rejected(QuarantineReason.FUTURE_TIMESTAMP, "recorded_at")
+
+        raw = values[6]
+        expires_at = self._dates_allowed.get(raw) if raw.__class__ is str else None
+        if expires_at is None:
+            expires_at = self._timestamp(raw, "expires_at", self._dates_allowed)
+
+        raw = values[7]
+        case_status = _CASE_STATUS_SPELLINGS.get(raw) if raw.__class__ is str else None
+        if case_status is None:
+            case_status = _member(raw, _CASE_STATUSES, QuarantineReason.BAD_CASE_STATUS, "case_status")
+        if case_status is None:
+            raise _Rejected(QuarantineReason.MISSING_FIELD, "case_status")
+
+        consent_version = _text(values[8])
+        if consent_version is not None and len(consent_version) > MAX_CONSENT_VERSION_LENGTH:
+            raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "consent_version")
+
+        raw = values[9]
+        updated_at = self._date_times.get(raw) if raw.__class__ is str else None
+        if updated_at is None:
+            updated_at = self._timestamp(raw, "updated_at", self._date_times)
+
+        return _new_record(
+            record_id,
+            person_id,
+            decision,
+            informed,
+            consented_by,
+            recorded_at,
+            expires_at,
+            case_status,
+            consent_version,
+            updated_at,
+        )
+
+    def _timestamp(self, value: object, column: str, accepted: dict[str, datetime]) -> datetime | None:
+        """`_timestamp` for this parser's zone, remembering the answer for each text (the column only names a failure).
+
+        `accepted` is the cache of the column's kind; the caller has already looked the text up there.
+        """
+        dates_allowed = accepted is self._dates_allowed
+        if value.__class__ is not str:
+            return _timestamp(value, self.zone, column, dates_allowed=dates_allowed)
+        text: str = value
+        rejected = self._rejected.get((dates_allowed, text))
+        if rejected is None:
+            try:
+                moment = _timestamp(text, self.zone, column, dates_allowed=dates_allowed)
+            except _Rejected as failure:
+                rejected = failure
+                if len(self._rejected) >= TIMESTAMP_CACHE_SIZE:
+                    self._rejected.clear()
+                self._rejected[dates_allowed, text] = failure
+            else:
+                if moment is not None:  # None: blank, absent
+                    if len(accepted) >= TIMESTAMP_CACHE_SIZE:
+                        accepted.clear()
+                    accepted[text] = moment
+                return moment
+        raise _Rejected(rejected.reason, column)
+
+
+def _record_builder() -> Callable[..., ConsentRecord]:
+    """A positional ConsentRecord constructor that fills the slots directly.
+
+    ConsentRecord is a frozen, slotted dataclass: its generated __init__ sets each field through
+    object.__setattr__, which costs about as much as the rest of a row's parsing. Setting the
+    slots through their own descriptors builds the same object (equal, same fields) in half the
+    time. If the dataclass ever stops being exactly these slots, the ordinary constructor is used.
+    """
+    names = tuple(f.name for f in dataclasses.fields(ConsentRecord))
+    plain = "__post_init__" not in vars(ConsentRecord) and getattr(ConsentRecord, "__slots__", ()) == names
+    if names != _RECORD_FIELDS or not plain:
+        return ConsentRecord
+    new = object.__new__
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = (getattr(ConsentRecord, name).__set__ for name in names)
+
+    def build(  # noqa: PLR0917 - positional on purpose: this is the hot path of every read
+        record_id: str,
+        person_id: str | None,
+        decision: Decision,
+        informed: bool | None,
+        consented_by: ConsentedBy | None,
+        recorded_at: datetime,
+        expires_at: datetime | None,
+        case_status: CaseStatus,
+        consent_version: str | None,
+        updated_at: datetime | None,
+    ) -> ConsentRecord:
+        record: ConsentRecord = new(ConsentRecord)
+        s0(record, record_id)
+        s1(record, person_id)
+        s2(record, decision)
+        s3(record, informed)
+        s4(record, consented_by)
+        s5(record, recorded_at)
+        s6(record, expires_at)
+        s7(record, case_status)
+        s8(record, consent_version)
+        s9(record, updated_at)
+        return record
+
+    return build
+
+
+_RECORD_FIELDS = (
+    "record_id",
+    "person_id",
+    "decision",
+    "informed",
+    "consented_by",
+    "recorded_at",
+    "expires_at",
+    "case_status",
+    "consent_version",
+    "updated_at",
+)
+_new_record = _record_builder()
 
 
 class _Rejected(Exception):
@@ -143,77 +348,38 @@ class _Rejected(Exception):
         self.column = column
 
 
-def _validate(row: Mapping[str, object], record_id: str | None, now: datetime, zone: ZoneInfo, duplicate: bool) -> ConsentRecord:
-    if record_id is None:
-        raise _Rejected(QuarantineReason.MISSING_FIELD, "record_id")
-    if len(record_id) > MAX_RECORD_ID_LENGTH:
-        raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "record_id")
-    if duplicate:
-        raise _Rejected(QuarantineReason.DUPLICATE_RECORD_ID, "record_id")
-
-    person_id = normalize_text(row.get("person_id"))
-    if person_id is not None and not is_valid_person_id(person_id):
-        raise _Rejected(QuarantineReason.BAD_PERSON_ID, "person_id")
-
-    decision = _enum(row.get("decision"), Decision, QuarantineReason.BAD_DECISION, "decision")
-    if decision is None:
-        raise _Rejected(QuarantineReason.MISSING_FIELD, "decision")
-    granted = decision is Decision.GRANTED
-
-    informed = _boolean(row.get("informed"))
-    if informed is None and granted:
-        raise _Rejected(QuarantineReason.MISSING_FIELD, "informed")
-
-    consented_by = _enum(row.get("consented_by"), ConsentedBy, QuarantineReason.BAD_CONSENTED_BY, "consented_by", spaced=True)
-    if consented_by is None and granted:
-        raise _Rejected(QuarantineReason.MISSING_FIELD, "consented_by")
-
-    recorded_at = _timestamp(row.get("recorded_at"), zone, "recorded_at", dates_allowed=False)
-    if recorded_at is None:
-        raise _Rejected(QuarantineReason.MISSING_FIELD, "recorded_at")
-    if recorded_at > now + FUTURE_TOLERANCE:
-        raise _Rejected(QuarantineReason.FUTURE_TIMESTAMP, "recorded_at")
-
-    expires_at = _timestamp(row.get("expires_at"), zone, "expires_at", dates_allowed=True)
-
-    case_status = _enum(row.get("case_status"), CaseStatus, QuarantineReason.BAD_CASE_STATUS, "case_status")
-    if case_status is None:
-        raise _Rejected(QuarantineReason.MISSING_FIELD, "case_status")
-
-    consent_version = normalize_text(row.get("consent_version"))
-    if consent_version is not None and len(consent_version) > MAX_CONSENT_VERSION_LENGTH:
-        raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "consent_version")
-
-    updated_at = _timestamp(row.get("updated_at"), zone, "updated_at", dates_allowed=False)
-
-    return ConsentRecord(
-        record_id=record_id,
-        person_id=person_id,
-        decision=decision,
-        informed=informed,
-        consented_by=consented_by,
-        recorded_at=recorded_at,
-        expires_at=expires_at,
-        case_status=case_status,
-        consent_version=consent_version,
-        updated_at=updated_at,
-    )
+_DECISIONS: Mapping[str, Decision] = {member.value: member for member in Decision}
+_CONSENTED_BY: Mapping[str, ConsentedBy] = {member.value: member for member in ConsentedBy}
+_CASE_STATUSES: Mapping[str, CaseStatus] = {member.value: member for member in CaseStatus}
 
 
-def _enum(value: object, kind: type[_E], bad: QuarantineReason, column: str, *, spaced: bool = False) -> _E | None:
-    text = normalize_text(value)
+def _text(value: object) -> str | None:
+    """`normalize_text`, with the common cases (None, a str) first."""
+    if value is None:
+        return None
+    if value.__class__ is str:
+        text = value.strip()
+        return text or None
+    return normalize_text(value)
+
+
+def _member(value: object, members: Mapping[str, _E], bad: QuarantineReason, column: str, *, spaced: bool = False) -> _E | None:
+    """The enum member a text names (any case; `spaced`: a space or hyphen may stand for the underscore)."""
+    text = _text(value)
     if text is None:
         return None
     key = text.lower()
     if spaced:
         key = key.replace(" ", "_").replace("-", "_")
-    try:
-        return kind(key)
-    except ValueError:
-        raise _Rejected(bad, column) from None
+    member = members.get(key)
+    if member is None:
+        raise _Rejected(bad, column)
+    return member
 
 
 def _boolean(value: object) -> bool | None:
+    if value is None:
+        return None
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
@@ -222,31 +388,37 @@ def _boolean(value: object) -> bool | None:
     if text is None:
         return None
     key = text.lower() if isinstance(value, str) else None
-    if key in _TRUE:
-        return True
-    if key in _FALSE:
-        return False
-    raise _Rejected(QuarantineReason.BAD_BOOLEAN, "informed")
+    flag = _BOOLEANS.get(key) if key is not None else None
+    if flag is None:
+        raise _Rejected(QuarantineReason.BAD_BOOLEAN, "informed")
+    return flag
 
 
 def _timestamp(value: object, zone: ZoneInfo, column: str, *, dates_allowed: bool) -> datetime | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    """A timestamp value in UTC; None when absent. Raises _Rejected(BAD_TIMESTAMP) for anything else.
+
+    For text, `datetime.fromisoformat` goes first (cheap, and it fails fast on most garbage); what it
+    accepts is then held to the stricter extended-format pattern, so the accepted set is exactly
+    "matches the pattern and fromisoformat reads it". A plain date has exactly ten characters.
+    """
+    if value is None:
         return None
     try:
-        if isinstance(value, datetime):
-            return _to_utc(value, zone)
-        if isinstance(value, date):
-            if dates_allowed:
-                return _end_of_day(value, zone)
-            raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
         if isinstance(value, str):
             text = value.strip()
-            if _DATE.fullmatch(text):
+            if not text:
+                return None
+            if len(text) == _DATE_LENGTH and _DATE.fullmatch(text):
                 if dates_allowed:
                     return _end_of_day(date.fromisoformat(text), zone)
                 raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
+            moment = datetime.fromisoformat(text)
             if _DATE_TIME.fullmatch(text):
-                return _to_utc(datetime.fromisoformat(text), zone)
+                return _to_utc(moment, zone)
+        elif isinstance(value, datetime):
+            return _to_utc(value, zone)
+        elif isinstance(value, date) and dates_allowed:
+            return _end_of_day(value, zone)
     except (ValueError, OverflowError):
         pass
     raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
@@ -263,3 +435,37 @@ def _end_of_day(day: date, zone: ZoneInfo) -> datetime:
     if day == date.max:
         return datetime.max.replace(tzinfo=UTC)  # "valid through the last representable day": never lapses
     return datetime.combine(day + timedelta(days=1), time(), tzinfo=zone).astimezone(UTC)
+
+
+def _spellings(members: Mapping[str, _E], *, spaced: bool = False) -> dict[str, _E]:
+    """Common exact spellings of each member (lower, upper, capitalised, title case; spaced forms).
+
+    Each is kept only if the full rule (`_member`) reads it as that member, so looking a raw value
+    up here first is only a shortcut, never a different answer.
+    """
+    table: dict[str, _E] = {}
+    for value, member in members.items():
+        forms = {value, value.replace("_", " "), value.replace("_", "-")} if spaced else {value}
+        forms |= {variant for form in forms for variant in (form.upper(), form.capitalize(), form.title())}
+        for form in forms:
+            try:
+                if _member(form, members, QuarantineReason.BAD_DECISION, "-", spaced=spaced) is member:
+                    table[form] = member
+            except _Rejected:
+                continue
+    return table
+
+
+def _boolean_spellings() -> dict[str, bool | None]:
+    """Common exact spellings of the booleans (and the empty cell), each checked against `_boolean`."""
+    table: dict[str, bool | None] = {}
+    for word in (*_TRUE, *_FALSE, ""):
+        for form in {word, word.upper(), word.capitalize()}:
+            table[form] = _boolean(form)
+    return table
+
+
+_DECISION_SPELLINGS = _spellings(_DECISIONS)
+_CONSENTED_BY_SPELLINGS = _spellings(_CONSENTED_BY, spaced=True)
+_CASE_STATUS_SPELLINGS = _spellings(_CASE_STATUSES)
+_BOOLEAN_SPELLINGS = _boolean_spellings()

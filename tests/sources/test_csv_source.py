@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -133,19 +134,25 @@ def test_personal_data_never_reaches_the_items(tmp_path: Path) -> None:
 
 
 def test_rows_are_cut_to_mapped_columns_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The row handed to the parser holds only contract columns, never the file's other columns."""
+    """The values handed to the parser are the contract columns alone, never the file's other columns."""
     import flagsync.adapters.csv_source as module
+    from flagsync.core.records import RowParser
 
-    seen: list[set[str]] = []
-    real = module.parse_record
+    seen: list[tuple[object, ...]] = []
 
-    def spy(row: dict[str, object], **kwargs: object) -> SourceItem:
-        seen.append(set(row))
-        return real(row, **kwargs)  # type: ignore[arg-type]  # forwarding the keyword arguments unchanged
+    class Spy(RowParser):
+        __slots__ = ()
 
-    monkeypatch.setattr(module, "parse_record", spy)
-    read_all(write_csv(tmp_path / "c.csv", [make_row("r1", "P1")]))
-    assert seen == [set(CONTRACT)]
+        def parse(self, values: Sequence[object], duplicate: bool = False) -> SourceItem:
+            seen.append(tuple(values))
+            return super().parse(values, duplicate)
+
+    monkeypatch.setattr(module, "RowParser", Spy)
+    row = make_row("r1", "P1")
+    path = write_csv(tmp_path / "c.csv", [row])
+    source = CsvConsentSource(path)
+    assert len([*source.read_all(NOW), *source.read_person("P1", NOW)]) == 2
+    assert seen == [tuple(row[name] for name in CONTRACT)] * 2
 
 
 # ---------------------------------------------------------------------------------------------

@@ -244,11 +244,14 @@ def test_missing_required_column_is_a_source_error(database: Database) -> None:
 @pytest.mark.postgres
 def test_database_error_does_not_leak_values(postgres: Database) -> None:
     """A driver error whose text would quote the person id becomes a SourceError naming only the failure."""
-    postgres.create([{**make_row("r1"), "person_id": 12}], columns=CONTRACT, types={"person_id": sa.Integer()})
+    # The view's cast fails on the row's value, and PostgreSQL's message quotes that value.
+    postgres.create([make_row("r1", "Pcanary77")], table="consent_raw", columns=CONTRACT)
+    others = ", ".join(name for name in CONTRACT if name != "person_id")
+    postgres.execute(f"CREATE VIEW consent_records AS SELECT {others}, person_id::integer AS person_id FROM consent_raw")  # noqa: S608 - fixed column names
     source = source_for(postgres)
     try:
         with pytest.raises(SourceError, match="cannot read") as caught:
-            list(source.read_person("Pcanary77", NOW))
+            list(source.read_all(NOW))
     finally:
         source.close()
     assert_safe(caught.value, "Pcanary77")
