@@ -12,10 +12,10 @@ from flagsync.adapters.one.endpoint import OneEndpoint
 from flagsync.adapters.one.gateway import HttpFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.sql_source import SqlConsentSource
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.core.model import Rules
-from flagsync.core.pseudonym import Pseudonymizer
-from flagsync.errors import ConfigError, RunInProgressError
+from flagsync.core.pseudonym import Keyring, Pseudonymizer
+from flagsync.errors import ConfigError, RunInProgressError, StateError
 from flagsync.metrics import Metrics
 from flagsync.ports import ConsentSource, FlagGateway, RunFence, StateStore, Telemetry
 from flagsync.service import SyncService
@@ -48,6 +48,40 @@ def build_pseudonymizer(settings: Settings) -> Pseudonymizer:
     if key is None:
         raise ConfigError("missing required setting audit.hmac_key")
     return Pseudonymizer(key.get_secret_value().encode())
+
+
+def build_keyring(settings: Settings) -> Keyring:
+    """The current pseudonym key (writes) and the previous ones (`audit.previous_hmac_keys`, read only)."""
+    previous = [Pseudonymizer(key.get_secret_value().encode()) for key in settings.audit.previous_hmac_keys]
+    try:
+        return Keyring(build_pseudonymizer(settings), previous)
+    except ValueError as exc:
+        raise ConfigError(f"audit.previous_hmac_keys: {exc}") from None
+
+
+def open_state(settings: Settings, *, read_only: bool) -> SqlStateStore:
+    """The state store; read-only for commands that only look (they never create, migrate or write it)."""
+    return SqlStateStore(settings.state.url.get_secret_value(), build_keyring(settings), read_only=read_only)
+
+
+def check_state_schema(settings: Settings) -> None:
+    """Raise StateError unless the state store is at this flagsync's schema (an empty one is created at it)."""
+    state = open_state(settings, read_only=False)
+    try:
+        state.check_schema()
+    finally:
+        state.close()
+
+
+def migrate_state(settings: Settings, *, wait_seconds: float) -> tuple[str, str | None]:
+    """Bring the state store to the newest schema while holding the run lock; return (where, revision it was at)."""
+    state = open_state(settings, read_only=False)
+    try:
+        with RunLock(settings.state.url.get_secret_value(), wait_seconds=wait_seconds):
+            found = state.migrate()
+        return state.describe(), found.revision
+    finally:
+        state.close()
 
 
 def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:
@@ -98,13 +132,18 @@ def build_rules(settings: Settings) -> Rules:
     )
 
 
-def run_in_progress(settings: Settings) -> bool:
-    """Whether some run holds the single-run lock right now (takes it for an instant if it is free)."""
+def run_in_progress(settings: Settings) -> bool | None:
+    """Whether some run holds the single-run lock right now (takes it for an instant if it is free); None: cannot tell.
+
+    None when the lock cannot be taken at all (a read-only state directory, where `status` still reads).
+    """
     lock = RunLock(settings.state.url.get_secret_value(), wait_seconds=0)
     try:
         lock.acquire()
     except RunInProgressError:
         return True
+    except StateError:
+        return None
     lock.release()
     return False
 
@@ -116,7 +155,7 @@ def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
     source = build_source(settings)
     gateway = build_gateway(settings, metrics)
     state_url = settings.state.url.get_secret_value()
-    state = SqlStateStore(state_url, pseudonymizer)
+    state = SqlStateStore(state_url, build_keyring(settings))
 
     def lock() -> AbstractContextManager[RunFence]:
         return RunLock(state_url, wait_seconds=lock_wait_seconds)

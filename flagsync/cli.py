@@ -27,7 +27,7 @@ from flagsync.core.model import Plan, RunOutcome, RunTrigger, is_valid_person_id
 from flagsync.core.planner import verdict_counts
 from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, StateError
 from flagsync.logs import configure_logging, register_secret, safe_error_summary
-from flagsync.ports import PageProbe
+from flagsync.ports import ChainCheck, PageProbe
 from flagsync.service import Phase, RunReport
 from flagsync.settings import REQUIRED_SETTINGS, STATE_READER_SETTINGS, Settings, load_settings, secret_values
 
@@ -280,11 +280,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from flagsync.bootstrap import build_app  # noqa: PLC0415 - see _setup_logging
+    from flagsync.bootstrap import build_app, check_state_schema  # noqa: PLC0415 - see _setup_logging
     from flagsync.daemon import Daemon  # noqa: PLC0415 - only the daemon needs the scheduler
 
     settings = _settings(args)
     _setup_logging(settings, args, interactive_quiet=False, stream=sys.stdout)
+    check_state_schema(settings)  # an old schema stops the daemon at start (exit 1), not at every cycle
     app = build_app(settings, lock_wait_seconds=0.0)
     try:
         Daemon(app).run_until_signalled()
@@ -294,15 +295,16 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from flagsync.adapters.sql_state import SqlStateStore  # noqa: PLC0415 - see _setup_logging
-    from flagsync.bootstrap import build_pseudonymizer, run_in_progress  # noqa: PLC0415 - see _setup_logging
+    from flagsync.bootstrap import build_keyring, open_state, run_in_progress  # noqa: PLC0415 - see _setup_logging
 
     settings = _settings(args, required=STATE_READER_SETTINGS)
     _setup_logging(settings, args, interactive_quiet=True)
-    state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
+    state = open_state(settings, read_only=True)
+    current_key = build_keyring(settings).current.key_id
     runs = state.recent_runs(10)
     # A run without an outcome is running only while someone holds the lock; otherwise it died unrecorded.
-    unfinished = "running" if any(r.outcome is None for r in runs) and run_in_progress(settings) else "abandoned"
+    running = run_in_progress(settings) if any(r.outcome is None for r in runs) else False
+    unfinished = {True: "running", False: "abandoned", None: "unfinished"}[running]
     pending = state.pending_removals()
     report = state.report()
     last_full = state.last_success(RunTrigger.SCHEDULED_FULL)
@@ -329,10 +331,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "since": p.since.isoformat(),
                     "attempts": p.attempts,
                     "held": p.held,
+                    "keyId": p.key_id,
                 }
                 for p in pending
             ],
-            "report": [{"kind": r.kind, "subject": r.subject, "reason": r.reason} for r in report],
+            "report": [{"kind": r.kind, "subject": r.subject, "reason": r.reason, "keyId": r.key_id} for r in report],
+            "stateStoreExists": state.exists,
         }
         json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -355,20 +359,25 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     else:
         out.write("  (no runs yet)\n")
+        if not state.exists:
+            out.write(f"  (no state store at {state.describe()} yet: no run has written to it)\n")
     out.write(f"\nNext full reconcile due: {next_full.strftime('%Y-%m-%d %H:%M:%S UTC') if next_full else 'at daemon start'}\n")
     held = [p for p in pending if p.held]
     waiting = [p for p in pending if not p.held]
     out.write(f"\nPending removals (retried every cycle): {len(waiting)}\n")
     if waiting:
         _table(
-            [[p.involvement_id, p.person, p.attempts, p.since.strftime("%Y-%m-%d %H:%M")] for p in waiting],
+            [
+                [p.involvement_id, _pseudonym(p.person, p.key_id, current_key), p.attempts, p.since.strftime("%Y-%m-%d %H:%M")]
+                for p in waiting
+            ],
             ["involvement", "person (pseudonym)", "attempts", "since"],
             out,
         )
     out.write(f"\nHeld removals (release with: flagsync sync --allow-mass-removal): {len(held)}\n")
     if held:
         _table(
-            [[p.involvement_id, p.person, p.since.strftime("%Y-%m-%d %H:%M")] for p in held],
+            [[p.involvement_id, _pseudonym(p.person, p.key_id, current_key), p.since.strftime("%Y-%m-%d %H:%M")] for p in held],
             ["involvement", "person (pseudonym)", "since"],
             out,
         )
@@ -381,10 +390,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows = [r for r in report if r.kind == kind]
         out.write(f"\n{title} (last full run): {len(rows)}\n")
         if rows:
-            _table([[r.subject, r.reason] for r in rows], ["pseudonym", "reason"], out)
+            _table([[_pseudonym(r.subject, r.key_id, current_key), r.reason] for r in rows], ["pseudonym", "reason"], out)
     if report:
         out.write("\nPseudonyms keep ids out of the state store; `flagsync plan` shows the ids themselves.\n")
     return EXIT_OK
+
+
+def _pseudonym(pseudonym: str, key_id: str, current_key: str) -> str:
+    """A pseudonym as stored; one made with a key since rotated away says which key (logs use the current one)."""
+    return pseudonym if key_id == current_key else f"{pseudonym} (key {key_id})"
 
 
 def _counts_summary(counts: dict[str, int] | Any) -> str:
@@ -393,8 +407,7 @@ def _counts_summary(counts: dict[str, int] | Any) -> str:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from flagsync.adapters.sql_state import SqlStateStore  # noqa: PLC0415 - see _setup_logging
-    from flagsync.bootstrap import build_pseudonymizer  # noqa: PLC0415 - see _setup_logging
+    from flagsync.bootstrap import open_state  # noqa: PLC0415 - see _setup_logging
     from flagsync.present import audit_report  # noqa: PLC0415 - see _setup_logging
 
     if args.events and args.format == "html":
@@ -403,12 +416,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise ConfigError("--since is after --until")
     settings = _settings(args, required=STATE_READER_SETTINGS)
     _setup_logging(settings, args, interactive_quiet=True)
-    state = SqlStateStore(settings.state.url.get_secret_value(), build_pseudonymizer(settings))
+    state = open_state(settings, read_only=True)
     try:
+        if args.verify:
+            return _verify(state.verify_audit())
         if args.events:
             # Event rows are not aggregates: they carry pseudonyms, not counts, so nothing is suppressed.
             events = state.audit_events(args.since, args.until)
-            rows = [[e.at.isoformat(), e.run_id, e.action, e.person or "", e.outcome, e.reason or ""] for e in events]
+            rows = [[e.at.isoformat(), e.run_id, e.action, e.person or "", e.outcome, e.reason or "", e.key_id] for e in events]
             text = _event_rows(rows, args.format)
         else:
             try:
@@ -437,8 +452,38 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(check: ChainCheck) -> int:
+    """Print the verdict on the audit chain; exit 1 naming the first broken link (by event id and time only)."""
+    if check.broken is None:
+        span = f"events {check.first_id} to {check.last_id}" if check.events else "no events (all purged, or none yet)"
+        keys = f", signed with key {', '.join(check.key_ids)}" if check.key_ids else ""
+        sys.stdout.write(f"audit trail intact: {check.events} events checked ({span}){keys}\n")
+        return EXIT_OK
+    broken = check.broken
+    where = f"event {broken.event_id}" if broken.event_id is not None else "the chain records"
+    if broken.at is not None:
+        where += f" ({broken.at.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
+    sys.stdout.write(f"audit trail BROKEN at {where}: {broken.problem}\n")
+    sys.stdout.write(f"{check.events} events before it verified.\n")
+    return EXIT_ERROR
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from flagsync.adapters.state.schema import HEAD_REVISION  # noqa: PLC0415 - see _setup_logging
+    from flagsync.bootstrap import migrate_state  # noqa: PLC0415 - see _setup_logging
+
+    settings = _settings(args, required=STATE_READER_SETTINGS)
+    _setup_logging(settings, args, interactive_quiet=True)
+    where, was = migrate_state(settings, wait_seconds=args.wait)
+    if was == HEAD_REVISION:
+        sys.stdout.write(f"state store {where}: already at schema revision {HEAD_REVISION}\n")
+    else:
+        sys.stdout.write(f"state store {where}: schema revision {was or '(empty)'} -> {HEAD_REVISION}\n")
+    return EXIT_OK
+
+
 def _event_rows(rows: list[list[str]], fmt: str) -> str:
-    headers = ["at", "run_id", "action", "person", "outcome", "reason"]
+    headers = ["at", "run_id", "action", "person", "outcome", "reason", "key_id"]
     if fmt == "json":
         return json.dumps([dict(zip(headers, row, strict=True)) for row in rows], indent=2) + "\n"
     out = io.StringIO()
@@ -597,7 +642,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true", help="exact counts, no suppression (for the data protection officer)")
     p.add_argument("--output", type=Path, metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--events", action="store_true", help="list events with pseudonyms instead of counts (csv or json)")
+    p.add_argument(
+        "--verify", action="store_true", help="check the audit trail's hash chain instead (exit 1 at the first broken link)"
+    )
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring the state store's schema up to this version (back it up first)",
+        description=(
+            "Upgrades the state store to the schema this flagsync needs, holding the run lock. sync and the daemon "
+            "refuse an older schema until this has run. Exit 0: done or nothing to do; 1: error."
+        ),
+    )
+    p.add_argument("--wait", type=float, default=60.0, metavar="SECONDS", help="how long to wait for a run in progress")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser(
         "check",

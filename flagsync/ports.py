@@ -130,23 +130,66 @@ class RunRecord:
 
 @dataclass(frozen=True, slots=True)
 class PendingRemoval:
-    """A removal One has not yet confirmed. `person` is a pseudonym, never the raw id."""
+    """A removal One has not yet confirmed. `person` is a pseudonym, never the raw id; `key_id` names its key."""
 
     involvement_id: str
     person: str
     since: datetime
     attempts: int
     held: bool
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An event to append to the audit trail, as the service knows it: the raw person id stays in memory.
+
+    The store turns `person_id` into a pseudonym on the way in; what it gives back is an `AuditEvent`.
+    Two types, so that a value holding a raw id can never be mistaken for one read from the trail.
+    """
+
+    action: str  # "add", "remove", "hold", ...
+    person_id: str | None  # raw id, or None for an event about no one in particular
+    outcome: str  # "ok", "already_present", "failed", "person_issue", "held", ...
+    reason: str | None = None  # a reason code, never free text
 
 
 @dataclass(frozen=True, slots=True)
 class AuditEvent:
+    """An event read back from the audit trail: pseudonymised, numbered, and signed into the chain."""
+
+    event_id: int
     at: datetime
     run_id: str
     action: str  # "add", "remove", "hold", "fail", "quarantine", ...
     person: str | None  # pseudonym
     outcome: str
     reason: str | None
+    key_id: str  # the key that made the pseudonym and signed the event's link
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenLink:
+    """Where the audit chain first fails: the event (by id and time, never its pseudonym) and what is wrong."""
+
+    event_id: int | None  # None when the chain's own records (head, anchor) are what is broken
+    at: datetime | None
+    problem: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainCheck:
+    """The result of verifying the audit chain from its anchor to its head."""
+
+    events: int  # how many events were checked before the first broken link (all of them when intact)
+    first_id: int | None
+    last_id: int | None
+    key_ids: tuple[str, ...]  # the keys the checked events were signed with, in order of first use
+    broken: BrokenLink | None = None
+
+    @property
+    def intact(self) -> bool:
+        return self.broken is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +199,11 @@ class ReportRow:
     kind: str  # "quarantined", "unmatched", "attention", "person_issue"
     subject: str  # pseudonym of the record or person
     reason: str
+    key_id: str
 
 
-class StateStore(Protocol):
-    """Run history, pending and held removals, the change watermark and the audit trail.
-
-    Takes raw person ids where convenient and stores only their pseudonyms: nothing it keeps
-    names a person or a consent record in the clear.
-    """
+class RunLog(Protocol):
+    """Every run's trigger, times, outcome and counts."""
 
     def start_run(self, trigger: RunTrigger, started_at: datetime) -> str: ...
 
@@ -181,6 +221,10 @@ class StateStore(Protocol):
 
     def last_success(self, trigger: RunTrigger | None = None) -> datetime | None: ...
 
+
+class PendingRemovals(Protocol):
+    """Removals not yet confirmed by One: failed ones (retried every cycle) and held ones (kept until released)."""
+
     def mark_pending(self, flag: Flag, at: datetime, *, held: bool = False) -> None:
         """Remember a removal not yet confirmed (failed, or held by the guard)."""
         ...
@@ -189,8 +233,12 @@ class StateStore(Protocol):
 
     def pending_removals(self) -> list[PendingRemoval]: ...
 
-    def record_events(self, run_id: str, events: Sequence[tuple[str, str | None, str, str | None]], at: datetime) -> None:
-        """Append audit events: (action, raw person id or None, outcome, reason code or None)."""
+
+class AuditTrail(Protocol):
+    """The append-only, hash-chained record of what flagsync did, and its reports."""
+
+    def record_events(self, run_id: str, events: Sequence[AuditEntry], at: datetime) -> None:
+        """Append these events, in order, to the chain (pseudonymised on the way in)."""
         ...
 
     def audit_events(self, since: date | None, until: date | None) -> list[AuditEvent]: ...
@@ -199,11 +247,25 @@ class StateStore(Protocol):
         """(day, action, outcome, count) rows, ordered by day then action."""
         ...
 
-    def purge_audit(self, before: datetime) -> int: ...
+    def purge_audit(self, before: datetime) -> int:
+        """Remove the oldest events (a prefix of the chain) that happened before `before`; the chain stays verifiable."""
+        ...
+
+    def verify_audit(self) -> ChainCheck:
+        """Check every link of the chain, from its anchor to its head."""
+        ...
+
+
+class ChangeWatermark(Protocol):
+    """Where the change poll got to in the consent source (opaque to everyone but the source)."""
 
     def get_watermark(self) -> str | None: ...
 
     def set_watermark(self, watermark: str | None) -> None: ...
+
+
+class LastRunReport(Protocol):
+    """What the last full run found that needs a person: quarantined, unmatched, attention and refused records."""
 
     def replace_report(
         self,
@@ -216,6 +278,14 @@ class StateStore(Protocol):
         ...
 
     def report(self) -> list[ReportRow]: ...
+
+
+class StateStore(RunLog, PendingRemovals, AuditTrail, ChangeWatermark, LastRunReport, Protocol):
+    """All of the state flagsync keeps, as one adapter implements it; code should ask for the part it uses.
+
+    Takes raw person ids where convenient and stores only their pseudonyms: nothing it keeps
+    names a person or a consent record in the clear.
+    """
 
 
 # --------------------------------------------------------------------------------------------

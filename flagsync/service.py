@@ -34,7 +34,17 @@ from flagsync.core.planner import build_plan
 from flagsync.core.rule import Gathered, Gatherer
 from flagsync.core.schedule import settled_removals
 from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError, RunInterrupted
-from flagsync.ports import ConsentSource, CreateOutcome, FlagGateway, NoTelemetry, RunFence, StateStore, Telemetry
+from flagsync.ports import (
+    AuditEntry,
+    AuditTrail,
+    ConsentSource,
+    CreateOutcome,
+    FlagGateway,
+    NoTelemetry,
+    RunFence,
+    StateStore,
+    Telemetry,
+)
 
 log = structlog.get_logger("flagsync.service")
 
@@ -45,8 +55,6 @@ AUDIT_BATCH = 100
 #: At most this many confirmed changes may be waiting for the audit trail: writers wait for the trail to
 #: catch up, so that a state store that stops taking writes (a full disk) also stops the changes to One.
 MAX_UNAUDITED = 2 * AUDIT_BATCH
-
-AuditRow = tuple[str, str | None, str, str | None]  # (action, raw person id or None, outcome, reason code)
 
 
 class Phase(StrEnum):
@@ -286,7 +294,7 @@ class SyncService:
         audit = _AuditBuffer(self._state, report.run_id, self._clock)
         try:
             fence.check()  # the read may have taken a while: write nothing if the lock went meanwhile
-            audit.extend(("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held)
+            audit.extend(AuditEntry("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held)
             self._apply(plan, report, progress, audit, fence)
         except RunInterrupted as exc:
             # The lock is gone, so another run may be writing now: stop, record this run, and store nothing
@@ -331,7 +339,7 @@ class SyncService:
             if refused is not None and refused[1] > now:
                 skipped = ChangeResult("add", person_id, "person_issue", refused[0])
                 report.changes.append(skipped)
-                audit.add((skipped.action, skipped.person_id, skipped.outcome, skipped.reason))
+                audit.add(AuditEntry(skipped.action, skipped.person_id, skipped.outcome, skipped.reason))
             else:
                 # One idempotency key per planned create, reused by every retry of that create.
                 work.append(self._creator(person_id, uuid.uuid4().hex))
@@ -343,7 +351,7 @@ class SyncService:
         audit.on_written = unaudited.release
         for result in self._run_bounded(work, unaudited, fence):
             report.changes.append(result)
-            audit.add((result.action, result.person_id, result.outcome, result.reason), counted=True)
+            audit.add(AuditEntry(result.action, result.person_id, result.outcome, result.reason), counted=True)
             if result.outcome == "person_issue":
                 self._refused[result.person_id] = (result.reason or "", now + self._person_issue_backoff)
             self._telemetry.change_applied(result.action, result.outcome)
@@ -473,23 +481,23 @@ class _AuditBuffer:
     stops the run's further writes: no change is made that cannot be audited.
     """
 
-    def __init__(self, state: StateStore, run_id: str, clock: Callable[[], datetime]) -> None:
+    def __init__(self, state: AuditTrail, run_id: str, clock: Callable[[], datetime]) -> None:
         self._state = state
         self._run_id = run_id
         self._clock = clock
-        self._rows: list[AuditRow] = []
+        self._rows: list[AuditEntry] = []
         self._counted = 0
         self._written_at = time.monotonic()
         #: Told how many `counted` rows each successful write carried (the writers' slots to give back).
         self.on_written: Callable[[int], None] = lambda _n: None
 
-    def add(self, row: AuditRow, *, counted: bool = False) -> None:
+    def add(self, row: AuditEntry, *, counted: bool = False) -> None:
         self._rows.append(row)
         self._counted += counted
         if len(self._rows) >= AUDIT_BATCH or time.monotonic() - self._written_at >= AUDIT_FLUSH_SECONDS:
             self.flush()
 
-    def extend(self, rows: Iterable[AuditRow]) -> None:
+    def extend(self, rows: Iterable[AuditEntry]) -> None:
         for row in rows:
             self.add(row)
 

@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from flagsync.adapters.sql_state import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, parse_state_url, sqlite_file_path
+from flagsync.adapters.state.engine import PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, os_error_cause, parse_state_url, sqlite_file_path
 from flagsync.errors import RunInProgressError, RunInterrupted, StateError
 
 #: The session-level advisory lock key every flagsync replica agrees on: the first 8 bytes of SHA-256("flagsync").
@@ -157,7 +157,7 @@ class _FileLock:
         except filelock.Timeout:
             return False
         except OSError as exc:
-            raise StateError(f"cannot use the run lock file ({type(exc).__name__})") from None
+            raise StateError(f"cannot write the run lock file {self._path}: {os_error_cause(self._path, exc)}") from None
         return True
 
     def release(self) -> None:

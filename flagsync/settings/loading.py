@@ -419,6 +419,8 @@ def describe_settings(s: Settings) -> dict[str, object]:
                 values[name] = _describe_database_url(value)
             elif isinstance(value, SecretStr):
                 values[name] = SECRET_MASK
+            elif isinstance(value, list) and any(isinstance(item, SecretStr) for item in value):
+                values[name] = [SECRET_MASK for _ in value]
             elif isinstance(value, Path):
                 values[name] = str(value)
             elif isinstance(value, dict | list):
@@ -436,7 +438,7 @@ def describe_settings(s: Settings) -> dict[str, object]:
 def secret_values(s: Settings) -> tuple[str, ...]:
     """Every secret the settings hold, for `flagsync.logs.register_secret` to scrub from log lines."""
     found: list[str] = []
-    for secret in (s.one.client_secret, s.audit.hmac_key):
+    for secret in (s.one.client_secret, s.audit.hmac_key, *s.audit.previous_hmac_keys):
         if secret is not None:
             found.append(secret.get_secret_value())
     for database in (s.source.url, s.state.url):

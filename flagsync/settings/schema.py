@@ -289,6 +289,9 @@ class StateSettings(_Section):
 
 class AuditSettings(_Section):
     hmac_key: SecretStr | None = None  # required except in the demo
+    # Keys that were hmac_key before a rotation: never written with, only read with (verifying the audit chain,
+    # matching pseudonyms made before the rotation). A JSON list in the environment or a secret file.
+    previous_hmac_keys: list[SecretStr] = Field(default_factory=list)
     retention_days: StrictInteger = Field(730, ge=1)
 
     @field_validator("hmac_key")
@@ -297,6 +300,23 @@ class AuditSettings(_Section):
         if value is not None and len(value.get_secret_value()) < MIN_HMAC_KEY_LENGTH:
             raise PydanticCustomError("key_length", "must be at least {n} characters", {"n": MIN_HMAC_KEY_LENGTH})
         return value
+
+    @field_validator("previous_hmac_keys")
+    @classmethod
+    def _check_previous(cls, value: list[SecretStr]) -> list[SecretStr]:
+        texts = [key.get_secret_value() for key in value]
+        if any(len(text) < MIN_HMAC_KEY_LENGTH for text in texts):
+            raise PydanticCustomError("key_length", "each key must be at least {n} characters", {"n": MIN_HMAC_KEY_LENGTH})
+        if len(set(texts)) != len(texts):
+            raise PydanticCustomError("duplicate_key", "lists the same key twice")
+        return value
+
+    @model_validator(mode="after")
+    def _current_is_not_previous(self) -> AuditSettings:
+        current = self.hmac_key.get_secret_value() if self.hmac_key is not None else None
+        if current is not None and any(key.get_secret_value() == current for key in self.previous_hmac_keys):
+            raise PydanticCustomError("key_reused", "previous_hmac_keys must not hold the current audit.hmac_key")
+        return self
 
 
 class LogSettings(_Section):

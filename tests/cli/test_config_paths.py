@@ -13,7 +13,9 @@ import pytest
 from flagsync.cli import main
 
 
-def test_status_from_elsewhere_reads_the_state_store_next_to_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_from_elsewhere_reads_the_state_store_next_to_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """With `state.url = "sqlite:///state/flagsync-state.db"` in /x/flagsync.toml, `status` run in /y uses /x/state/."""
     for name in [n for n in os.environ if n.startswith("FLAGSYNC_")]:
         monkeypatch.delenv(name)
@@ -25,5 +27,6 @@ def test_status_from_elsewhere_reads_the_state_store_next_to_the_config(tmp_path
     monkeypatch.setenv("FLAGSYNC_SECRETS_DIR", str(tmp_path))
     monkeypatch.chdir(elsewhere)
     assert main(["status", "--config", str(config)]) == 0
-    assert (home / "state" / "flagsync-state.db").is_file()
+    # status only reads: it names the store beside the config (not there yet) and creates nothing anywhere.
+    assert f"no state store at sqlite:///{home / 'state' / 'flagsync-state.db'} yet" in capsys.readouterr().out
     assert not (elsewhere / "state").exists()

@@ -16,7 +16,7 @@ from flagsync import daemon_http
 from flagsync.adapters import run_lock
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.bootstrap import App
 from flagsync.core.model import Decision, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer

@@ -36,9 +36,9 @@ def test_stored_removals_count_pending_and_held_and_date_the_oldest_pending() ->
     metrics = Metrics()
     now = datetime.now(UTC)
     pending = [
-        PendingRemoval("i1", "p_0000000000000001", now - timedelta(minutes=5), 3, held=False),
-        PendingRemoval("i2", "p_0000000000000002", now - timedelta(minutes=50), 1, held=True),
-        PendingRemoval("i3", "p_0000000000000003", now - timedelta(minutes=20), 9, held=False),
+        PendingRemoval("i1", "p_0000000000000001", now - timedelta(minutes=5), 3, held=False, key_id="0123abcd"),
+        PendingRemoval("i2", "p_0000000000000002", now - timedelta(minutes=50), 1, held=True, key_id="0123abcd"),
+        PendingRemoval("i3", "p_0000000000000003", now - timedelta(minutes=20), 9, held=False, key_id="0123abcd"),
     ]
     metrics.removals_stored(pending)
     assert value(metrics, "flagsync_pending_removals") == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.core.pseudonym import Pseudonymizer
 from tests.present.seed import Seeded, seed_history
 

@@ -10,7 +10,7 @@ import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.cli import main as flagsync
 from flagsync.core.pseudonym import Pseudonymizer
 from tests.present.browser import CHROMIUM, screenshot

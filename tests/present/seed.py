@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from flagsync.core.model import RunOutcome, RunTrigger
-from flagsync.ports import StateStore
+from flagsync.ports import AuditEntry, StateStore
 
 #: The day (counted from the first) when a batch of consent forms arrives: one busy day among quiet ones.
 BATCH_DAY = 9
@@ -63,7 +63,7 @@ def seed_history(state: StateStore, first_day: date, days: int, *, seed: int = 7
         day = first_day + timedelta(days=offset)
         for slot in range(RUNS_PER_DAY):
             started = datetime(day.year, day.month, day.day, 1 + slot * (24 // RUNS_PER_DAY), 5, tzinfo=UTC)
-            events: list[tuple[str, str | None, str, str | None]] = []
+            events: list[AuditEntry] = []
             flags_at_start = len(flagged)
             adds = rng.choice([0, 0, 0, 0, 0, 1, 1, 2])
             if offset == BATCH_DAY and slot == 1:
@@ -72,17 +72,17 @@ def seed_history(state: StateStore, first_day: date, days: int, *, seed: int = 7
                 person = f"P{next_person:07d}"
                 next_person += 1
                 flagged.append(person)
-                events.append(("add", person, rng.choices(["ok", "already_present"], weights=[9, 1])[0], None))
+                events.append(AuditEntry("add", person, rng.choices(["ok", "already_present"], weights=[9, 1])[0], None))
             removes = min(rng.choice([0, 0, 0, 0, 0, 0, 1, 1, 2]), len(flagged))
             for _ in range(removes):
                 person = flagged.pop(rng.randrange(len(flagged)))
-                events.append(("remove", person, "ok", None))
+                events.append(AuditEntry("remove", person, "ok", None))
             if rng.random() < 0.08:
-                events.append(("add", f"P{next_person + 5000:07d}", "failed", "SERVER_ERROR"))
+                events.append(AuditEntry("add", f"P{next_person + 5000:07d}", "failed", "SERVER_ERROR"))
             if rng.random() < 0.04:
-                events.append(("add", f"P{next_person + 9000:07d}", "person_issue", "PERSON_ARCHIVED"))
+                events.append(AuditEntry("add", f"P{next_person + 9000:07d}", "person_issue", "PERSON_ARCHIVED"))
             if rng.random() < 0.02 and flagged:
-                events.append(("hold", flagged[0], "held", "MASS_REMOVAL_GUARD"))
+                events.append(AuditEntry("hold", flagged[0], "held", "MASS_REMOVAL_GUARD"))
             quarantined = max(0, quarantined + rng.choice([-1, 0, 0, 0, 1]))
             unmatched = max(0, unmatched + rng.choice([-1, 0, 0, 1]))
             run_id = state.start_run(RunTrigger.SCHEDULED_FULL, started)
@@ -93,10 +93,10 @@ def seed_history(state: StateStore, first_day: date, days: int, *, seed: int = 7
             state.finish_run(run_id, RunOutcome.CONVERGED, counts, finished)
             seeded.full_runs.append((finished, counts))
             seeded.run_ids.append(run_id)
-            for action, person_id, outcome, _ in events:
-                if person_id is not None:
-                    seeded.person_ids.add(person_id)
-                key = (started.date(), action, outcome)
+            for event in events:
+                if event.person_id is not None:
+                    seeded.person_ids.add(event.person_id)
+                key = (started.date(), event.action, event.outcome)
                 seeded.events[key] = seeded.events.get(key, 0) + 1
         # A change poll that saw two people: its counts describe those two, not One.
         poll = state.start_run(RunTrigger.CHANGE_POLL, datetime(day.year, day.month, day.day, 23, 30, tzinfo=UTC))

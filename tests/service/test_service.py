@@ -11,11 +11,11 @@ import pytest
 
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.core.model import Decision, QuarantinedRecord, QuarantineReason, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import ContractViolation, RetriableRemoteError, RunInProgressError, SourceError, StateError
-from flagsync.ports import Changes, CreateOutcome
+from flagsync.ports import AuditEntry, Changes, CreateOutcome
 from flagsync.service import AUDIT_BATCH, MAX_UNAUDITED, SyncService
 from tests.core.builders import rec
 
@@ -397,7 +397,7 @@ def test_a_full_disk_stops_further_writes_and_keeps_what_was_written(state: SqlS
     batches: list[int] = []
     real = state.record_events
 
-    def record_events(run_id: str, events: Sequence[tuple[str, str | None, str, str | None]], at: datetime) -> None:
+    def record_events(run_id: str, events: Sequence[AuditEntry], at: datetime) -> None:
         if len(batches) == 1:
             raise StateError("state store failed to record audit events (OperationalError)")
         batches.append(len(events))

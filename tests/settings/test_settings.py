@@ -548,6 +548,7 @@ def test_describe_settings_masks_every_secret(load: Loader) -> None:
     env = required_env() | {
         "FLAGSYNC_ONE__CLIENT_SECRET": CANARY + "-client",
         "FLAGSYNC_AUDIT__HMAC_KEY": CANARY + "-hmac-key",
+        "FLAGSYNC_AUDIT__PREVIOUS_HMAC_KEYS": json.dumps([CANARY + "-previous-key"]),
         "FLAGSYNC_STATE__URL": f"postgresql://flagsync:{CANARY}@db:5432/state?sslpassword={CANARY}",
     }
     described = describe_settings(load(env=env))
@@ -557,7 +558,7 @@ def test_describe_settings_masks_every_secret(load: Loader) -> None:
     assert isinstance(one, dict)
     assert one["client_secret"] == "***"
     assert one["token_url"] == "https://one.example.gov.uk/connect/token"
-    assert described["audit"] == {"hmac_key": "***", "retention_days": 730}
+    assert described["audit"] == {"hmac_key": "***", "previous_hmac_keys": ["***"], "retention_days": 730}
     assert described["state"] == {"url": "postgresql://flagsync:***@db:5432/state?***"}
     assert set(described) == set(Settings.model_fields)
 

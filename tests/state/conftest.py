@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.core.pseudonym import Pseudonymizer
 from tests.postgres import temporary_database
 
@@ -46,3 +47,30 @@ def store(state_url: str, pseudonymizer: Pseudonymizer) -> Iterator[SqlStateStor
         yield state
     finally:
         state.close()
+
+
+#: The pseudonym key of the command-line tests (their configurations name it).
+CLI_KEY = "state-cli-test-key-0123456789"
+
+
+@pytest.fixture
+def cli_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Write a configuration naming a state store (and keys), in a working directory with no other configuration about."""
+    for name in list(os.environ):
+        if name.upper().startswith("FLAGSYNC_"):
+            monkeypatch.delenv(name)
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    monkeypatch.chdir(work)
+
+    def write(state_url: str, *, key: str = CLI_KEY, previous: Sequence[str] = (), name: str = "flagsync.toml") -> Path:
+        path = tmp_path / name
+        keys = ", ".join(f'"{k}"' for k in previous)
+        path.write_text(
+            f'[state]\nurl = "{state_url}"\n\n[audit]\nhmac_key = "{key}"\nprevious_hmac_keys = [{keys}]\n\n'
+            '[log]\nformat = "json"\nlevel = "DEBUG"\n',
+            encoding="utf-8",
+        )
+        return path
+
+    return write

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from flagsync.adapters.run_lock import RunLock
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.core.model import Flag, RunTrigger
 from flagsync.core.pseudonym import Pseudonymizer
+from flagsync.ports import AuditEntry
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_state_files_and_their_new_directory_are_private(tmp_path: Path) -> None
     with RunLock(url, wait_seconds=0):
         run_id = store.start_run(RunTrigger.OPERATOR, datetime.now(UTC))
         store.mark_pending(Flag("INV-1", "P1", 1), datetime.now(UTC))
-        store.record_events(run_id, [("add", "P2", "ok", None)], datetime.now(UTC))
+        store.record_events(run_id, [AuditEntry("add", "P2", "ok")], datetime.now(UTC))
         files = sorted(state_dir.iterdir())
         names = {p.name for p in files}
         assert {"flagsync-state.db", "flagsync-state.db-wal", "flagsync-state.db-shm", "flagsync-state.db.lock"} <= names

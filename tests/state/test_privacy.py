@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, RunOutcome, RunTrigger, Verdict
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import StateError
+from flagsync.ports import AuditEntry
+from tests.state.conftest import KEY
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -30,7 +34,7 @@ def _fill_with_canaries(store: SqlStateStore) -> None:
     store.mark_pending(Flag("INV-2", p[1], 1), T0, held=True)
     store.record_events(
         run_id,
-        [("add", p[0], "ok", None), ("remove", p[1], "failed", "SERVER_ERROR"), ("quarantine", p[2], "quarantined", None)],
+        [AuditEntry("add", p[0], "ok"), AuditEntry("remove", p[1], "failed", "SERVER_ERROR"), AuditEntry("hold", p[2], "held")],
         T0,
     )
     store.replace_report(
@@ -119,3 +123,39 @@ def test_unreachable_database_error_has_no_password(pseudonymizer: Pseudonymizer
     assert "hunter2" not in str(caught.value)
     assert "127.0.0.1" not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def _unkeyed_digests(value: str) -> set[str]:
+    """What a careless implementation might store for an id: digests of it without any key, in hex."""
+    raw = value.encode()
+    found = {hashlib.new(name, raw).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")}
+    found |= {hmac.new(b"", raw, hashlib.sha256).hexdigest(), hmac.new(b"", b"person:" + raw, hashlib.sha256).hexdigest()}
+    return found | {d[:16] for d in found} | {d[:8] for d in found}
+
+
+def test_key_ids_chain_hashes_and_chain_records_hold_no_id_or_key(state_url: str, pseudonymizer: Pseudonymizer) -> None:
+    """The new columns (key_id, chain_hash, the head and anchor records) hold no raw id, no unkeyed digest of one, and no key."""
+    store = SqlStateStore(state_url, pseudonymizer)
+    _fill_with_canaries(store)
+    store.purge_audit(T0 + timedelta(seconds=1))  # writes the anchor record too
+    store.record_events("r2", [AuditEntry("add", PERSON_CANARIES[0], "ok")], T0 + timedelta(days=1))
+    store.close()
+
+    engine = create_engine(state_url)
+    try:
+        with engine.connect() as conn:
+            values = [str(v) for row in conn.execute(text("SELECT key_id, chain_hash FROM audit_events")) for v in row]
+            values += [str(v) for row in conn.execute(text("SELECT key_id FROM pending_removals")) for v in row]
+            values += [str(v) for row in conn.execute(text("SELECT key_id FROM report_rows")) for v in row]
+            values += [str(v) for row in conn.execute(text("SELECT hash, key_id, mac FROM audit_chain")) for v in row]
+    finally:
+        engine.dispose()
+    stored = "\n".join(values)
+
+    assert pseudonymizer.key_id in stored and len(values) > 10  # the columns are really there and filled
+    forbidden = {KEY.decode(), KEY.hex()} | set(PERSON_CANARIES) | set(RECORD_CANARIES)
+    for canary in (*PERSON_CANARIES, *RECORD_CANARIES):
+        forbidden |= _unkeyed_digests(canary)
+    leaked = sorted(value for value in forbidden if value in stored)
+    assert leaked == []
+    assert TRACE.decode() not in stored.lower()

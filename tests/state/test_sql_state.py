@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from flagsync.adapters.run_lock import RunLock
-from flagsync.adapters.sql_state import NO_SUBJECT, SqlStateStore
+from flagsync.adapters.state import NO_SUBJECT, SqlStateStore
 from flagsync.core.model import Attention, Flag, QuarantinedRecord, QuarantineReason, RunOutcome, RunTrigger, Verdict
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import StateError
-from flagsync.ports import PendingRemoval, ReportRow, StateStore
+from flagsync.ports import AuditEntry, PendingRemoval, ReportRow, StateStore
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -110,11 +110,11 @@ def test_pending_removal_lifecycle(store: SqlStateStore, pseudonymizer: Pseudony
     flag = Flag("INV-1", "P100", 3)
 
     store.mark_pending(flag, T0)
-    assert store.pending_removals() == [PendingRemoval("INV-1", pseudonymizer.person("P100"), T0, 1, False)]
+    assert store.pending_removals() == [PendingRemoval("INV-1", pseudonymizer.person("P100"), T0, 1, False, pseudonymizer.key_id)]
 
     store.mark_pending(flag, T0 + timedelta(hours=1))
     store.mark_pending(flag, T0 + timedelta(hours=2), held=True)
-    assert store.pending_removals() == [PendingRemoval("INV-1", pseudonymizer.person("P100"), T0, 3, True)]
+    assert store.pending_removals() == [PendingRemoval("INV-1", pseudonymizer.person("P100"), T0, 3, True, pseudonymizer.key_id)]
 
     store.mark_pending(flag, T0 + timedelta(hours=3), held=False)
     assert [p.held for p in store.pending_removals()] == [False]
@@ -171,12 +171,12 @@ def test_audit_events_keep_pseudonyms_not_person_ids(store: SqlStateStore, pseud
     """record_events stores each event with the person's pseudonym, the run, outcome and reason."""
     run_id = store.start_run(RunTrigger.OPERATOR, T0)
 
-    store.record_events(run_id, [("add", "P1", "ok", None), ("remove", None, "failed", "SERVER_ERROR")], T0)
+    store.record_events(run_id, [AuditEntry("add", "P1", "ok", None), AuditEntry("remove", None, "failed", "SERVER_ERROR")], T0)
 
     events = store.audit_events(None, None)
-    assert [(e.at, e.run_id, e.action, e.person, e.outcome, e.reason) for e in events] == [
-        (T0, run_id, "add", pseudonymizer.person("P1"), "ok", None),
-        (T0, run_id, "remove", None, "failed", "SERVER_ERROR"),
+    assert [(e.event_id, e.at, e.run_id, e.action, e.person, e.outcome, e.reason, e.key_id) for e in events] == [
+        (1, T0, run_id, "add", pseudonymizer.person("P1"), "ok", None, pseudonymizer.key_id),
+        (2, T0, run_id, "remove", None, "failed", "SERVER_ERROR", pseudonymizer.key_id),
     ]
 
 
@@ -193,10 +193,10 @@ def test_audit_counts_group_by_utc_day_across_midnight(store: SqlStateStore) -> 
     after_midnight = datetime(2024, 3, 2, 0, 0, 1, tzinfo=UTC)
     # 01:30 in UTC+2 on 2 March is still 1 March in UTC.
     late_in_utc = datetime(2024, 3, 2, 1, 30, tzinfo=timezone(timedelta(hours=2)))
-    store.record_events("r1", [("add", "P1", "ok", None), ("add", "P2", "ok", None)], before_midnight)
-    store.record_events("r1", [("remove", "P3", "failed", "SERVER_ERROR")], before_midnight)
-    store.record_events("r2", [("add", "P4", "ok", None), ("add", "P5", "failed", "X")], after_midnight)
-    store.record_events("r3", [("add", "P6", "ok", None)], late_in_utc)
+    store.record_events("r1", [AuditEntry("add", "P1", "ok", None), AuditEntry("add", "P2", "ok", None)], before_midnight)
+    store.record_events("r1", [AuditEntry("remove", "P3", "failed", "SERVER_ERROR")], before_midnight)
+    store.record_events("r2", [AuditEntry("add", "P4", "ok", None), AuditEntry("add", "P5", "failed", "X")], after_midnight)
+    store.record_events("r3", [AuditEntry("add", "P6", "ok", None)], late_in_utc)
 
     assert store.audit_counts(None, None) == [
         (date(2024, 3, 1), "add", "ok", 3),
@@ -219,7 +219,7 @@ def test_audit_counts_group_by_utc_day_across_midnight(store: SqlStateStore) -> 
 def test_audit_day_ranges_are_inclusive(store: SqlStateStore, since: date | None, until: date | None, days: list[int]) -> None:
     """since and until select whole UTC days, both ends included, in events and counts alike."""
     for day in (1, 2, 3):
-        store.record_events("r", [("add", f"P{day}", "ok", None)], datetime(2024, 3, day, 23, 30, tzinfo=UTC))
+        store.record_events("r", [AuditEntry("add", f"P{day}", "ok", None)], datetime(2024, 3, day, 23, 30, tzinfo=UTC))
 
     assert [e.at.day for e in store.audit_events(since, until)] == days
     assert [d.day for d, _, _, _ in store.audit_counts(since, until)] == days
@@ -228,7 +228,7 @@ def test_audit_day_ranges_are_inclusive(store: SqlStateStore, since: date | None
 def test_purge_deletes_only_older_events_and_counts_them(store: SqlStateStore) -> None:
     """purge_audit removes the events before the cut-off, keeps the rest, and says how many went."""
     for days_ago in (800, 731, 729, 0):
-        store.record_events("r", [("add", "P1", "ok", None)], T0 - timedelta(days=days_ago))
+        store.record_events("r", [AuditEntry("add", "P1", "ok", None)], T0 - timedelta(days=days_ago))
 
     assert store.purge_audit(T0 - timedelta(days=730)) == 2
     assert [e.at for e in store.audit_events(None, None)] == [T0 - timedelta(days=729), T0]
@@ -257,7 +257,7 @@ def test_watermark_round_trip(store: SqlStateStore) -> None:
 
 def test_report_is_pseudonymised_and_replaced(store: SqlStateStore, pseudonymizer: Pseudonymizer) -> None:
     """replace_report stores every kind of row under pseudonyms, and a later report replaces it whole."""
-    person, record = pseudonymizer.person, pseudonymizer.record
+    person, record, kid = pseudonymizer.person, pseudonymizer.record, pseudonymizer.key_id
     store.replace_report(
         quarantined=[
             QuarantinedRecord("R1", "P1", QuarantineReason.MISSING_FIELD, "decision"),
@@ -270,16 +270,16 @@ def test_report_is_pseudonymised_and_replaced(store: SqlStateStore, pseudonymize
     )
 
     assert store.report() == [
-        ReportRow("quarantined", record("R1"), "MISSING_FIELD:decision"),
-        ReportRow("quarantined", person("P2"), "DUPLICATE_RECORD_ID"),
-        ReportRow("quarantined", NO_SUBJECT, "BAD_PERSON_ID:person_id"),
-        ReportRow("unmatched", record("R3"), "NO_PERSON_ID"),
-        ReportRow("attention", person("P4"), "not_informed"),
-        ReportRow("person_issue", person("P5"), "PERSON_ARCHIVED"),
+        ReportRow("quarantined", record("R1"), "MISSING_FIELD:decision", kid),
+        ReportRow("quarantined", person("P2"), "DUPLICATE_RECORD_ID", kid),
+        ReportRow("quarantined", NO_SUBJECT, "BAD_PERSON_ID:person_id", kid),
+        ReportRow("unmatched", record("R3"), "NO_PERSON_ID", kid),
+        ReportRow("attention", person("P4"), "not_informed", kid),
+        ReportRow("person_issue", person("P5"), "PERSON_ARCHIVED", kid),
     ]
 
     store.replace_report([], ["R9"], [], [])
-    assert store.report() == [ReportRow("unmatched", record("R9"), "NO_PERSON_ID")]
+    assert store.report() == [ReportRow("unmatched", record("R9"), "NO_PERSON_ID", kid)]
 
     store.replace_report([], [], [], [])
     assert store.report() == []
@@ -304,16 +304,30 @@ def test_state_survives_a_new_store_on_the_same_url(state_url: str, pseudonymize
         second.close()
 
 
-def test_a_store_of_another_schema_version_is_refused(state_url: str, pseudonymizer: Pseudonymizer) -> None:
-    """A state store written by an incompatible version raises StateError instead of being misread."""
+def test_a_store_of_an_unknown_revision_is_refused(state_url: str, pseudonymizer: Pseudonymizer) -> None:
+    """A state store migrated by a newer flagsync (a revision this one does not know) raises StateError, unread and unwritten."""
     SqlStateStore(state_url, pseudonymizer).set_watermark("w")
     engine = create_engine(state_url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE kv SET value = '999' WHERE key = 'schema_version'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
 
-    with pytest.raises(StateError, match="schema version"):
+    with pytest.raises(StateError, match="schema revision 9999, which this flagsync does not know"):
         SqlStateStore(state_url, pseudonymizer).get_watermark()
+
+
+def test_a_run_is_refused_once_the_store_moves_to_another_revision(state_url: str, pseudonymizer: Pseudonymizer) -> None:
+    """A long-lived store (a daemon) checks the revision at every run start, so a store migrated meanwhile is not written."""
+    store = SqlStateStore(state_url, pseudonymizer)
+    store.start_run(RunTrigger.OPERATOR, T0)
+    engine = create_engine(state_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+
+    with pytest.raises(StateError, match="9999"):
+        store.start_run(RunTrigger.OPERATOR, T0)
+    store.close()
 
 
 def test_sqlite_parent_directory_is_created_and_wal_is_on(tmp_path: Path, pseudonymizer: Pseudonymizer) -> None:

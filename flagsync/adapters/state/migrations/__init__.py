@@ -1,0 +1,1 @@
+"""Alembic revisions of the state store, run by `flagsync.adapters.state.migrate` (no alembic.ini needed)."""
