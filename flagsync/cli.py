@@ -8,27 +8,27 @@ ids to the operator; logs never do.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import signal
 import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, NoReturn
+from typing import IO, NoReturn
 
 from flagsync.core.model import Plan, RunOutcome, RunTrigger, is_valid_person_id
-from flagsync.core.planner import verdict_counts
 from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, StateError
 from flagsync.logs import configure_logging, register_secret, safe_error_summary
-from flagsync.ports import ChainCheck, PageProbe
-from flagsync.service import Phase, RunReport
+from flagsync.present.audit_trail import print_verification, render_events
+from flagsync.present.checks import describe_last_run, describe_probe, describe_survey
+from flagsync.present.runs import plan_document, print_plan, print_report, report_document
+from flagsync.present.status import print_status, status_document
+from flagsync.present.terminal import Progress
+from flagsync.service.status import read_status
 from flagsync.settings import REQUIRED_SETTINGS, STATE_READER_SETTINGS, Settings, load_settings, secret_values
 
 EXIT_OK = 0
@@ -50,133 +50,12 @@ SYNC_EXIT = {
 
 
 # ----------------------------------------------------------------------------------------------
-# Terminal helpers
-
-
-class Progress:
-    """A one-line progress bar on stderr, shown only on a terminal and never in JSON mode."""
-
-    def __init__(self, stream: IO[str], enabled: bool) -> None:
-        self._stream = stream
-        self._enabled = enabled
-        self._last: tuple[Phase, int] | None = None
-
-    def __call__(self, phase: Phase, done: int, total: int | None) -> None:
-        if not self._enabled:
-            return
-        if total is not None:
-            width = 30
-            filled = width if total == 0 else int(width * done / total)
-            line = f"\r{phase.value:<26} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
-        else:
-            line = f"\r{phase.value:<26} {done} so far"
-        self._stream.write(line.ljust(72))
-        if total is not None and done >= total:
-            self._stream.write("\n")
-        self._stream.flush()
-
-
-def _table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: IO[str]) -> None:
-    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    for n, row in enumerate(cells):
-        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-        if n == 0:
-            out.write("  ".join("-" * w for w in widths) + "\n")
-
-
-def plan_document(plan: Plan) -> dict[str, Any]:
-    """The plan as a JSON-ready document (ids shown: this goes to the operator, not to logs)."""
-    return {
-        "adds": list(plan.adds),
-        "removes": [{"personId": f.person_id, "involvementId": f.involvement_id} for f in plan.removes],
-        "held": [{"personId": f.person_id, "involvementId": f.involvement_id} for f in plan.held],
-        "unchanged": len(plan.unchanged),
-        "unmatched": list(plan.unmatched),
-        "quarantined": [
-            {"recordId": q.record_id, "personId": q.person_id, "reason": q.reason.value, "field": q.field}
-            for q in plan.quarantined
-        ],
-        "attention": [{"personId": a.person_id, "recordId": a.record_id, "reason": a.verdict.value} for a in plan.attention],
-        "flagsInOne": plan.current_flags,
-        "guardTripped": plan.guard_tripped,
-    }
-
-
-def print_plan(plan: Plan, out: IO[str]) -> None:
-    """Print a plan as short tables for a person at a terminal."""
-    out.write(
-        f"Plan: {len(plan.adds)} to add, {len(plan.removes)} to remove, {len(plan.held)} held, "
-        f"{len(plan.unchanged)} unchanged ({plan.current_flags} flags in One)\n"
-    )
-    if plan.verdicts:
-        tally = Counter({v.value: n for v, n in verdict_counts(plan.verdicts).items()})
-        out.write("Decisions: " + ", ".join(f"{n} {verdict}" for verdict, n in sorted(tally.items())) + "\n")
-    if plan.adds:
-        out.write("\nTo add:\n")
-        _table([[p] for p in plan.adds], ["person"], out)
-    if plan.removes:
-        out.write("\nTo remove:\n")
-        _table([[f.person_id, f.involvement_id] for f in plan.removes], ["person", "involvement"], out)
-    if plan.held:
-        out.write("\nHeld by the mass-removal guard (release with: flagsync sync --allow-mass-removal):\n")
-        _table([[f.person_id, f.involvement_id] for f in plan.held], ["person", "involvement"], out)
-    if plan.quarantined:
-        out.write("\nQuarantined records (no flag for their person until fixed):\n")
-        _table(
-            [[q.record_id or "-", q.person_id or "-", q.reason.value, q.field or "-"] for q in plan.quarantined],
-            ["record", "person", "reason", "field"],
-            out,
-        )
-    if plan.unmatched:
-        out.write("\nUnmatched records (no One person id; nothing sent):\n")
-        _table([[r] for r in plan.unmatched], ["record"], out)
-    if plan.attention:
-        out.write("\nNeeds attention (valid record, but no usable consent):\n")
-        _table([[a.person_id, a.record_id, a.verdict.value] for a in plan.attention], ["person", "record", "reason"], out)
-
-
-def report_document(report: RunReport) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "runId": report.run_id,
-        "outcome": report.outcome.value,
-        "dryRun": report.dry_run,
-        "durationSeconds": round(report.duration_s, 3),
-        "counts": report.counts(),
-        "error": report.error,
-    }
-    if report.plan is not None:
-        doc["plan"] = plan_document(report.plan)
-    doc["failed"] = [{"action": c.action, "personId": c.person_id, "reason": c.reason} for c in report.failed]
-    doc["personIssues"] = [{"personId": c.person_id, "reason": c.reason} for c in report.person_issues]
-    return doc
-
-
-def print_report(report: RunReport, out: IO[str], *, show_plan: bool = True) -> None:
-    if report.plan is not None and show_plan:
-        print_plan(report.plan, out)
-    if report.dry_run:
-        out.write("\nDry run: nothing was written.\n")
-        return
-    counts = report.counts()
-    out.write(
-        f"\nApplied: {counts['adds']} added, {counts['removes']} removed, {counts['failed']} failed, "
-        f"{counts['person_issues']} refused by One for the person.\n"
-    )
-    if report.failed:
-        out.write("\nFailed (kept and retried on the next run):\n")
-        _table([[c.action, c.person_id, c.reason or "-"] for c in report.failed], ["action", "person", "reason"], out)
-    if report.person_issues:
-        out.write("\nOne will not hold a flag for:\n")
-        _table([[c.person_id, c.reason or "-"] for c in report.person_issues], ["person", "reason"], out)
-    out.write(f"\nOutcome: {report.outcome.value}")
-    if report.error:
-        out.write(f" - {report.error}")
-    out.write(f" (run {report.run_id}, {report.duration_s:.1f} s)\n")
-
-
-# ----------------------------------------------------------------------------------------------
 # Commands
+
+
+def _print_json(document: object) -> None:
+    json.dump(document, sys.stdout, indent=2)
+    sys.stdout.write("\n")
 
 
 def _settings(args: argparse.Namespace, *, required: tuple[tuple[str, str], ...] = REQUIRED_SETTINGS) -> Settings:
@@ -218,8 +97,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     finally:
         app.close()
     if args.json:
-        json.dump(plan_document(plan), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(plan_document(plan))
     else:
         print_plan(plan, sys.stdout)
     return plan_exit_code(plan)
@@ -270,8 +148,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     finally:
         app.close()
     if args.json:
-        json.dump(report_document(report), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(report_document(report))
     else:
         print_report(report, sys.stdout)
     if report.dry_run and report.plan is not None:
@@ -300,110 +177,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args, required=STATE_READER_SETTINGS)
     _setup_logging(settings, args, interactive_quiet=True)
     state = open_state(settings, read_only=True)
-    current_key = build_keyring(settings).current.key_id
-    runs = state.recent_runs(10)
-    # A run without an outcome is running only while someone holds the lock; otherwise it died unrecorded.
-    running = run_in_progress(settings) if any(r.outcome is None for r in runs) else False
-    unfinished = {True: "running", False: "abandoned", None: "unfinished"}[running]
-    pending = state.pending_removals()
-    report = state.report()
-    last_full = state.last_success(RunTrigger.SCHEDULED_FULL)
-    interval = timedelta(seconds=settings.sync.full_reconcile_interval)
-    next_full = (last_full + interval) if last_full is not None else None
+    try:
+        status = read_status(
+            state,
+            run_in_progress=lambda: run_in_progress(settings),
+            full_reconcile_interval=settings.sync.full_reconcile_interval,
+            current_key_id=build_keyring(settings).current.key_id,
+        )
+        exists, where = state.exists, state.describe()
+    finally:
+        state.close()
     if args.json:
-        doc = {
-            "runs": [
-                {
-                    "runId": r.run_id,
-                    "trigger": r.trigger.value,
-                    "startedAt": r.started_at.isoformat(),
-                    "finishedAt": r.finished_at.isoformat() if r.finished_at else None,
-                    "outcome": r.outcome.value if r.outcome else unfinished,
-                    "counts": dict(r.counts),
-                }
-                for r in runs
-            ],
-            "nextFullReconcileDue": next_full.isoformat() if next_full else None,
-            "pendingRemovals": [
-                {
-                    "involvementId": p.involvement_id,
-                    "person": p.person,
-                    "since": p.since.isoformat(),
-                    "attempts": p.attempts,
-                    "held": p.held,
-                    "keyId": p.key_id,
-                }
-                for p in pending
-            ],
-            "report": [{"kind": r.kind, "subject": r.subject, "reason": r.reason, "keyId": r.key_id} for r in report],
-            "stateStoreExists": state.exists,
-        }
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return EXIT_OK
-    out = sys.stdout
-    out.write("Recent runs:\n")
-    if runs:
-        _table(
-            [
-                [
-                    r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                    r.trigger.value,
-                    r.outcome.value if r.outcome else unfinished,
-                    _counts_summary(r.counts),
-                ]
-                for r in runs
-            ],
-            ["started (UTC)", "trigger", "outcome", "counts"],
-            out,
-        )
+        _print_json(status_document(status, store_exists=exists))
     else:
-        out.write("  (no runs yet)\n")
-        if not state.exists:
-            out.write(f"  (no state store at {state.describe()} yet: no run has written to it)\n")
-    out.write(f"\nNext full reconcile due: {next_full.strftime('%Y-%m-%d %H:%M:%S UTC') if next_full else 'at daemon start'}\n")
-    held = [p for p in pending if p.held]
-    waiting = [p for p in pending if not p.held]
-    out.write(f"\nPending removals (retried every cycle): {len(waiting)}\n")
-    if waiting:
-        _table(
-            [
-                [p.involvement_id, _pseudonym(p.person, p.key_id, current_key), p.attempts, p.since.strftime("%Y-%m-%d %H:%M")]
-                for p in waiting
-            ],
-            ["involvement", "person (pseudonym)", "attempts", "since"],
-            out,
-        )
-    out.write(f"\nHeld removals (release with: flagsync sync --allow-mass-removal): {len(held)}\n")
-    if held:
-        _table(
-            [[p.involvement_id, _pseudonym(p.person, p.key_id, current_key), p.since.strftime("%Y-%m-%d %H:%M")] for p in held],
-            ["involvement", "person (pseudonym)", "since"],
-            out,
-        )
-    for kind, title in (
-        ("quarantined", "Quarantined records"),
-        ("unmatched", "Unmatched records"),
-        ("attention", "Needs attention"),
-        ("person_issue", "People One will not flag"),
-    ):
-        rows = [r for r in report if r.kind == kind]
-        out.write(f"\n{title} (last full run): {len(rows)}\n")
-        if rows:
-            _table([[_pseudonym(r.subject, r.key_id, current_key), r.reason] for r in rows], ["pseudonym", "reason"], out)
-    if report:
-        out.write("\nPseudonyms keep ids out of the state store; `flagsync plan` shows the ids themselves.\n")
+        print_status(status, sys.stdout, store_exists=exists, store_where=where)
     return EXIT_OK
-
-
-def _pseudonym(pseudonym: str, key_id: str, current_key: str) -> str:
-    """A pseudonym as stored; one made with a key since rotated away says which key (logs use the current one)."""
-    return pseudonym if key_id == current_key else f"{pseudonym} (key {key_id})"
-
-
-def _counts_summary(counts: dict[str, int] | Any) -> str:
-    keys = ("adds", "removes", "held", "failed", "quarantined")
-    return ", ".join(f"{k} {counts.get(k, 0)}" for k in keys if counts.get(k))
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -419,12 +207,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     state = open_state(settings, read_only=True)
     try:
         if args.verify:
-            return _verify(state.verify_audit())
+            return EXIT_OK if print_verification(state.verify_audit(), sys.stdout) else EXIT_ERROR
         if args.events:
-            # Event rows are not aggregates: they carry pseudonyms, not counts, so nothing is suppressed.
-            events = state.audit_events(args.since, args.until)
-            rows = [[e.at.isoformat(), e.run_id, e.action, e.person or "", e.outcome, e.reason or "", e.key_id] for e in events]
-            text = _event_rows(rows, args.format)
+            text = render_events(state.audit_events(args.since, args.until), args.format)
         else:
             try:
                 report = audit_report.build_report(
@@ -452,22 +237,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verify(check: ChainCheck) -> int:
-    """Print the verdict on the audit chain; exit 1 naming the first broken link (by event id and time only)."""
-    if check.broken is None:
-        span = f"events {check.first_id} to {check.last_id}" if check.events else "no events (all purged, or none yet)"
-        keys = f", signed with key {', '.join(check.key_ids)}" if check.key_ids else ""
-        sys.stdout.write(f"audit trail intact: {check.events} events checked ({span}){keys}\n")
-        return EXIT_OK
-    broken = check.broken
-    where = f"event {broken.event_id}" if broken.event_id is not None else "the chain records"
-    if broken.at is not None:
-        where += f" ({broken.at.strftime('%Y-%m-%d %H:%M:%S')} UTC)"
-    sys.stdout.write(f"audit trail BROKEN at {where}: {broken.problem}\n")
-    sys.stdout.write(f"{check.events} events before it verified.\n")
-    return EXIT_ERROR
-
-
 def cmd_migrate(args: argparse.Namespace) -> int:
     from flagsync.adapters.state.schema import HEAD_REVISION  # noqa: PLC0415 - see _setup_logging
     from flagsync.bootstrap import migrate_state  # noqa: PLC0415 - see _setup_logging
@@ -482,20 +251,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _event_rows(rows: list[list[str]], fmt: str) -> str:
-    headers = ["at", "run_id", "action", "person", "outcome", "reason", "key_id"]
-    if fmt == "json":
-        return json.dumps([dict(zip(headers, row, strict=True)) for row in rows], indent=2) + "\n"
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(headers)
-    writer.writerows(rows)
-    return out.getvalue()
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     from flagsync.bootstrap import build_app  # noqa: PLC0415 - see _setup_logging
-    from flagsync.core.rule import Gatherer  # noqa: PLC0415 - see _setup_logging
     from flagsync.settings import describe_settings  # noqa: PLC0415 - see _setup_logging
 
     out = sys.stdout
@@ -520,38 +277,13 @@ def cmd_check(args: argparse.Namespace) -> int:
             ok = False
             out.write(f"FAIL {name}: {safe_error_summary(exc)}\n")
 
-    def read_source() -> str:
-        gatherer = Gatherer()
-        records = 0
-        for item in app.source.read_all(datetime.now(UTC)):
-            gatherer.add(item)
-            records += 1
-        g = gatherer.result()
-        return f"{records} records, {len(g.people)} people, {len(g.quarantined)} quarantined, {len(g.unmatched)} unmatched"
-
-    def state_store() -> str:
-        runs = app.state.recent_runs(1)
-        if not runs:
-            return "reachable, no runs yet"
-        last = runs[0]
-        outcome = last.outcome.value if last.outcome else "still running"
-        return f"reachable, last run {outcome} at {last.started_at:%Y-%m-%d %H:%M} UTC"
-
     try:
-        run_check("consent source", read_source)
+        run_check("consent source", lambda: describe_survey(app.service.survey_source()))
         run_check("One token and listing", lambda: describe_probe(app.gateway.probe()))
-        run_check("state store", state_store)
+        run_check("state store", lambda: describe_last_run(next(iter(app.state.recent_runs(1)), None)))
     finally:
         app.close()
     return EXIT_OK if ok else EXIT_ERROR
-
-
-def describe_probe(probe: PageProbe) -> str:
-    """What `check` saw of One's listing, truthfully: a first page of one item says nothing about the total."""
-    if not probe.items:
-        return "token accepted, listing answered: no flags of ours in One"
-    more = "; more pages follow" if probe.more else "; no more pages"
-    return f"token accepted, listing answered: its first page (of one item) held a flag{more}"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from flagsync.bootstrap import build_app
-from flagsync.cli import print_plan, print_report
 from flagsync.core.model import RunTrigger
 from flagsync.errors import ConfigError
 from flagsync.logs import configure_logging
+from flagsync.present.runs import print_plan, print_report
 from flagsync.settings import AuditSettings, LogSettings, OneSettings, Settings, SourceSettings, StateSettings
 from mocks.one.control import MockControl
 

@@ -79,6 +79,7 @@ ALLOWED_KEYS: Final[frozenset[str]] = frozenset(
         "held",
         "failed",
         "person_issues",
+        "skipped",
         "unchanged",
         "unmatched",
         "quarantined",

@@ -5,13 +5,13 @@ Adapters in `flagsync.adapters` implement them; `flagsync.bootstrap` wires the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from flagsync.core.model import Attention, Flag, QuarantinedRecord, RunOutcome, RunTrigger, SourceItem
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, Refusal, RunOutcome, RunTrigger, SourceItem
 
 # --------------------------------------------------------------------------------------------
 # Consent source
@@ -280,7 +280,23 @@ class LastRunReport(Protocol):
     def report(self) -> list[ReportRow]: ...
 
 
-class StateStore(RunLog, PendingRemovals, AuditTrail, ChangeWatermark, LastRunReport, Protocol):
+class PersonRefusals(Protocol):
+    """People One refused to hold a flag for, and until when flagsync leaves them alone (pseudonymised on the way in)."""
+
+    def record_refusal(self, person_id: str, refusal: Refusal) -> None:
+        """Remember that One refused this person until `refusal.retry_at`."""
+        ...
+
+    def refusals(self, now: datetime) -> Callable[[str], Refusal | None]:
+        """A lookup, by raw person id, of the refusals still in force at `now` (for `build_plan`)."""
+        ...
+
+    def forget_expired_refusals(self, now: datetime) -> int:
+        """Delete the refusals whose back-off is over; return how many went."""
+        ...
+
+
+class StateStore(RunLog, PendingRemovals, AuditTrail, ChangeWatermark, LastRunReport, PersonRefusals, Protocol):
     """All of the state flagsync keeps, as one adapter implements it; code should ask for the part it uses.
 
     Takes raw person ids where convenient and stores only their pseudonyms: nothing it keeps

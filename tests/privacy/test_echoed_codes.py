@@ -19,9 +19,9 @@ import structlog
 from prometheus_client import generate_latest
 
 from flagsync.bootstrap import build_app
-from flagsync.cli import print_report
 from flagsync.core.model import RunTrigger
 from flagsync.logs import configure_logging
+from flagsync.present.runs import print_report
 from flagsync.settings import load_settings
 
 BASE = "https://one.example.test"

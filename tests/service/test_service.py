@@ -236,15 +236,58 @@ def test_person_refused_by_one_is_reported_not_failed(one: InMemoryFlagGateway, 
 
 
 def test_refused_person_is_not_asked_again_every_run(state: SqlStateStore, tmp_path: Path) -> None:
-    """Within the back-off, a person One refused is reported again without another write to One."""
+    """Within the back-off, a person One refused is listed as skipped (reason, retry time), without another write to One."""
     one = InMemoryFlagGateway()
     one.add_person("P1", "archived")
     service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
-    service.sync(trigger=RunTrigger.SCHEDULED_FULL)
+    first = service.sync(trigger=RunTrigger.SCHEDULED_FULL)
+    assert [(c.person_id, c.reason) for c in first.person_issues] == [("P1", "PERSON_ARCHIVED")]
     one.calls.clear()
     report = service.sync(trigger=RunTrigger.SCHEDULED_FULL)
     assert "create_flag" not in one.calls
-    assert [(c.person_id, c.reason) for c in report.person_issues] == [("P1", "PERSON_ARCHIVED")]
+    assert report.person_issues == []
+    assert report.plan is not None
+    [skipped] = report.plan.skipped
+    assert (skipped.person_id, skipped.reason) == ("P1", "PERSON_ARCHIVED")
+    assert NOW + timedelta(minutes=59) < skipped.retry_at <= NOW + timedelta(hours=1, seconds=1)
+    assert report.outcome is RunOutcome.CONVERGED
+
+
+def test_the_back_off_survives_the_process_and_shows_in_plan(state: SqlStateStore, tmp_path: Path) -> None:
+    """A new service on the same state store (a one-off `sync` after the daemon) honours the stored back-off; `plan` shows it."""
+    one = InMemoryFlagGateway()
+    one.add_person("P1", "merged")
+    make_service(ListSource([grant("P1")]), one, state, tmp_path).sync(trigger=RunTrigger.SCHEDULED_FULL)
+    one.calls.clear()
+    later = make_service(ListSource([grant("P1")]), one, state, tmp_path)
+    plan = later.plan()
+    assert plan.adds == ()
+    assert [(s.person_id, s.reason) for s in plan.skipped] == [("P1", "PERSON_MERGED")]
+    later.sync(trigger=RunTrigger.OPERATOR)
+    assert "create_flag" not in one.calls
+
+
+def test_after_the_back_off_one_is_asked_again(state: SqlStateStore, tmp_path: Path) -> None:
+    """Once the back-off is over, the person is asked for again (and, unarchived meanwhile, gets the flag)."""
+    one = InMemoryFlagGateway()
+    one.add_person("P1", "archived")
+    make_service(ListSource([grant("P1")]), one, state, tmp_path).sync(trigger=RunTrigger.SCHEDULED_FULL)
+    one.add_person("P1", "active")
+    service = make_service(ListSource([grant("P1")]), one, state, tmp_path)
+    service._clock = lambda: NOW + timedelta(hours=2)
+    report = service.sync(trigger=RunTrigger.SCHEDULED_FULL)
+    assert [f.person_id for f in one.flags()] == ["P1"]
+    assert report.plan is not None and report.plan.skipped == ()
+
+
+def test_refusals_are_stored_under_pseudonyms(state: SqlStateStore, tmp_path: Path) -> None:
+    """The stored back-off names nobody in the clear."""
+    one = InMemoryFlagGateway()
+    one.add_person("CANARYP9", "restricted")
+    make_service(ListSource([grant("CANARYP9")]), one, state, tmp_path).sync(trigger=RunTrigger.SCHEDULED_FULL)
+    state.close()
+    blob = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+    assert b"CANARYP9" not in blob
 
 
 def test_contract_violation_is_a_failed_change_with_an_alert(

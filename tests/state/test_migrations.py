@@ -17,7 +17,7 @@ from flagsync.adapters.state import SqlStateStore
 from flagsync.adapters.state.migrate import schema_version, upgrade
 from flagsync.adapters.state.schema import HEAD_REVISION, SCHEMA_VERSION
 from flagsync.cli import main
-from flagsync.core.model import Flag, RunOutcome, RunTrigger
+from flagsync.core.model import Flag, Refusal, RunOutcome, RunTrigger
 from flagsync.core.pseudonym import Keyring, Pseudonymizer
 from flagsync.errors import StateError
 from flagsync.ports import AuditEntry
@@ -111,7 +111,7 @@ def test_migrate_keeps_every_row_and_the_new_features_work(
     written = make_release_0_1_store(state_url, KEY)
 
     assert main(["migrate", "--config", str(cli_config(state_url))]) == 0
-    assert "schema revision 0001 -> 0003" in capsys.readouterr().out
+    assert f"schema revision 0001 -> {HEAD_REVISION}" in capsys.readouterr().out
 
     store = SqlStateStore(state_url, KEY)
     runs = sorted(store.recent_runs(100), key=lambda r: r.run_id)
@@ -139,6 +139,8 @@ def test_migrate_keeps_every_row_and_the_new_features_work(
     store.finish_run(run_id, RunOutcome.CONVERGED, {"adds": 1}, T0 + timedelta(days=9))
     assert [e.event_id for e in store.audit_events(None, None)][-2:] == [len(written.events) + 1, len(written.events) + 2]
     assert store.pending_removals()[0].attempts == 2
+    store.record_refusal("PREFUSED1", Refusal("PERSON_ARCHIVED", T0 + timedelta(days=10)))  # revision 0004's table
+    assert store.refusals(T0 + timedelta(days=9))("PREFUSED1") == Refusal("PERSON_ARCHIVED", T0 + timedelta(days=10))
     assert store.purge_audit(T0 + timedelta(days=2)) == 8
     assert store.verify_audit().intact
     assert store.abandon_unfinished() == 1  # the run 0.1 left unfinished
@@ -271,6 +273,6 @@ def test_migrate_shows_no_password_and_alembic_stays_quiet(
 
     captured = capsys.readouterr()
     output = captured.out + captured.err
-    assert "0001 -> 0003" in output
+    assert f"0001 -> {HEAD_REVISION}" in output
     assert "hunter2" not in output
     assert "Running upgrade" not in output and "Context impl" not in output

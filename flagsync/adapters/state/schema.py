@@ -11,11 +11,11 @@ from sqlalchemy import BigInteger, Boolean, Column, DateTime, Dialect, Integer, 
 from sqlalchemy.types import TypeDecorator
 
 #: The newest Alembic revision; the code below reads and writes exactly that schema.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 #: Mirrored in the kv table for flagsync 0.1, which predates Alembic: it refuses any value but "1", so an old
 #: binary started against a migrated store stops instead of writing rows without key ids or chain hashes.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 SCHEMA_VERSION_KEY = "schema_version"
 WATERMARK_KEY = "watermark"
 
@@ -105,6 +105,16 @@ kv = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+#: People One refused (revision 0004): not asked again before `retry_at`. A person is named only by a pseudonym.
+person_refusals = Table(
+    "person_refusals",
+    metadata,
+    Column("person", Text, primary_key=True),
+    Column("key_id", String(KEY_ID_LENGTH), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("retry_at", UtcDateTime, nullable=False, index=True),
 )
 
 #: Two rows (revision 0003): "head", the last event appended (a writer locks this row to append), and "anchor",

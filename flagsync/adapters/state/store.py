@@ -36,10 +36,11 @@ from flagsync.adapters.state.schema import (
     audit_events,
     kv,
     pending_removals,
+    person_refusals,
     report_rows,
     runs,
 )
-from flagsync.core.model import Attention, Flag, QuarantinedRecord, RunOutcome, RunTrigger
+from flagsync.core.model import Attention, Flag, QuarantinedRecord, Refusal, RunOutcome, RunTrigger
 from flagsync.core.pseudonym import Keyring, Pseudonymizer
 from flagsync.errors import StateError
 from flagsync.ports import AuditEntry, AuditEvent, ChainCheck, PendingRemoval, ReportRow, RunRecord
@@ -264,6 +265,45 @@ class SqlStateStore:
         return [
             PendingRemoval(row.involvement_id, row.person, row.since, row.attempts, bool(row.held), row.key_id) for row in rows
         ]
+
+    # ------------------------------------------------------------------------------------------
+    # People One refused
+
+    def record_refusal(self, person_id: str, refusal: Refusal) -> None:
+        """Remember that One refused this person, until `refusal.retry_at` (under the current key's pseudonym)."""
+        db.require_aware(refusal.retry_at)
+        key = self._keys.current
+        values = {"person": key.person(person_id), "key_id": key.key_id, "reason": refusal.reason, "retry_at": refusal.retry_at}
+        changes = {"reason": refusal.reason, "retry_at": refusal.retry_at}
+        self._write("remember a refused person", lambda conn: db.upsert(conn, person_refusals, values, changes))
+
+    def refusals(self, now: datetime) -> Callable[[str], Refusal | None]:
+        """A lookup of the refusals still in force at `now`, by raw person id (pseudonymised under every configured key).
+
+        Read once: the few people One refuses are held in memory for the run; expired ones are left out.
+        """
+        db.require_aware(now)
+        stmt = select(person_refusals).where(person_refusals.c.retry_at > now)
+        rows = self._read("read refused people", lambda conn: conn.execute(stmt).all())
+        active = {(row.key_id, row.person): Refusal(row.reason, row.retry_at) for row in rows}
+        keys = self._keys
+
+        def lookup(person_id: str) -> Refusal | None:
+            if not active:
+                return None
+            for key_id, pseudonym in keys.person_pseudonyms(person_id).items():
+                found = active.get((key_id, pseudonym))
+                if found is not None:
+                    return found
+            return None
+
+        return lookup
+
+    def forget_expired_refusals(self, now: datetime) -> int:
+        """Delete the refusals whose back-off is over; return how many went."""
+        db.require_aware(now)
+        stmt = delete(person_refusals).where(person_refusals.c.retry_at <= now)
+        return self._write("forget expired refusals", lambda conn: int(conn.execute(stmt).rowcount))
 
     # ------------------------------------------------------------------------------------------
     # Audit trail

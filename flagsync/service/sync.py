@@ -15,105 +15,26 @@ Safety rules carried out here (product.md section 4):
 
 from __future__ import annotations
 
-import contextvars
-import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 
 import structlog
 
-from flagsync.core.model import Flag, Plan, Rules, RunOutcome, RunTrigger, SourceItem
+from flagsync.core.model import Flag, Plan, Refusal, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.planner import build_plan
 from flagsync.core.rule import Gathered, Gatherer
 from flagsync.core.schedule import settled_removals
 from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError, RunInterrupted
-from flagsync.ports import (
-    AuditEntry,
-    AuditTrail,
-    ConsentSource,
-    CreateOutcome,
-    FlagGateway,
-    NoTelemetry,
-    RunFence,
-    StateStore,
-    Telemetry,
-)
+from flagsync.ports import AuditEntry, ConsentSource, CreateOutcome, FlagGateway, NoTelemetry, RunFence, StateStore, Telemetry
+from flagsync.service.audit import MAX_UNAUDITED, AuditBuffer
+from flagsync.service.report import ChangeResult, Phase, ProgressFn, RunReport, SourceSurvey
+from flagsync.service.writers import NO_FENCE, run_bounded
 
 log = structlog.get_logger("flagsync.service")
-
-#: Confirmed changes are written to the audit trail at least this often, and in batches of at most this many.
-AUDIT_FLUSH_SECONDS = 1.0
-AUDIT_BATCH = 100
-
-#: At most this many confirmed changes may be waiting for the audit trail: writers wait for the trail to
-#: catch up, so that a state store that stops taking writes (a full disk) also stops the changes to One.
-MAX_UNAUDITED = 2 * AUDIT_BATCH
-
-
-class Phase(StrEnum):
-    READ_SOURCE = "reading consent records"
-    LIST_ONE = "listing flags in One"
-    APPLY = "applying changes"
-
-
-#: progress(phase, done, total): total is None while unknown.
-ProgressFn = Callable[[Phase, int, int | None], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeResult:
-    """The outcome of one write: `person_id` is held in memory only, for the terminal report."""
-
-    action: str  # "add" | "remove"
-    person_id: str
-    outcome: str  # "ok", "already_present", "failed", "person_issue"
-    reason: str | None = None
-    involvement_id: str | None = None  # removals only
-    alert: bool = False  # One rejected the request as malformed: a bug someone must look at
-
-
-@dataclass(slots=True)
-class RunReport:
-    """What a run did; what the CLI prints and turns into an exit code."""
-
-    run_id: str | None
-    trigger: RunTrigger
-    outcome: RunOutcome
-    plan: Plan | None = None
-    changes: list[ChangeResult] = field(default_factory=list)
-    error: str | None = None
-    duration_s: float = 0.0
-    dry_run: bool = False
-
-    @property
-    def failed(self) -> list[ChangeResult]:
-        return [c for c in self.changes if c.outcome == "failed"]
-
-    @property
-    def person_issues(self) -> list[ChangeResult]:
-        return [c for c in self.changes if c.outcome == "person_issue"]
-
-    def counts(self) -> dict[str, int]:
-        plan = self.plan or Plan()
-        return {
-            "adds": sum(1 for c in self.changes if c.action == "add" and c.outcome in ("ok", "already_present")),
-            "removes": sum(1 for c in self.changes if c.action == "remove" and c.outcome == "ok"),
-            "failed": len(self.failed),
-            "person_issues": len(self.person_issues),
-            "held": len(plan.held),
-            "unchanged": len(plan.unchanged),
-            "unmatched": len(plan.unmatched),
-            "quarantined": len(plan.quarantined),
-            "attention": len(plan.attention),
-            "flags_in_one": plan.current_flags,
-        }
 
 
 class SyncService:
@@ -137,14 +58,13 @@ class SyncService:
         self._state = state
         self._rules = rules
         self._max_concurrency = max(1, max_concurrency)
-        self._lock = lock or (lambda: nullcontext(_NO_FENCE))
+        self._lock = lock or (lambda: nullcontext(NO_FENCE))
         self._clock = clock
         self._telemetry: Telemetry = telemetry or NoTelemetry()
         self.stop_event = threading.Event()
-        # People One refused (archived, merged, ...), with the reason and when to ask again: a
-        # converged system must not knock on One's door for them every cycle.
+        # People One refused (archived, merged, ...) are not asked again for this long: a converged system
+        # must not knock on One's door for them every cycle. Stored (pseudonymised), so every run honours it.
         self._person_issue_backoff = person_issue_backoff
-        self._refused: dict[str, tuple[str, datetime]] = {}
 
     # ------------------------------------------------------------------------------------------
     # Reading and planning (no writes)
@@ -163,7 +83,25 @@ class SyncService:
             current = self._list_all(progress)
         else:
             gathered, current = self._read_people(person_ids, now)
-        return build_plan(gathered, current, now, self._rules, scope=person_ids, allow_mass_removal=allow_mass_removal)
+        return build_plan(
+            gathered,
+            current,
+            now,
+            self._rules,
+            scope=person_ids,
+            allow_mass_removal=allow_mass_removal,
+            refusals=self._state.refusals(now),
+        )
+
+    def survey_source(self) -> SourceSurvey:
+        """Read the whole consent source and count what it holds (records, people, quarantined, unmatched)."""
+        gatherer = Gatherer()
+        records = 0
+        for item in self._source.read_all(self._clock()):
+            gatherer.add(item)
+            records += 1
+        found = gatherer.result()
+        return SourceSurvey(records, len(found.people), len(found.quarantined), len(found.unmatched))
 
     def _gather(self, items: Iterable[SourceItem], progress: ProgressFn | None) -> Gathered:
         gatherer = Gatherer()
@@ -291,7 +229,7 @@ class SyncService:
             return self._finish(report, started)
         report.plan = plan
         assert report.run_id is not None  # a locked run always has one
-        audit = _AuditBuffer(self._state, report.run_id, self._clock)
+        audit = AuditBuffer(self._state, report.run_id, self._clock)
         try:
             fence.check()  # the read may have taken a while: write nothing if the lock went meanwhile
             audit.extend(AuditEntry("hold", flag.person_id, "held", "MASS_REMOVAL_GUARD") for flag in plan.held)
@@ -331,87 +269,26 @@ class SyncService:
     # ------------------------------------------------------------------------------------------
     # Applying
 
-    def _apply(self, plan: Plan, report: RunReport, progress: ProgressFn | None, audit: _AuditBuffer, fence: RunFence) -> None:
+    def _apply(self, plan: Plan, report: RunReport, progress: ProgressFn | None, audit: AuditBuffer, fence: RunFence) -> None:
         now = self._clock()
-        work: list[Callable[[], ChangeResult]] = []
-        for person_id in plan.adds:
-            refused = self._refused.get(person_id)
-            if refused is not None and refused[1] > now:
-                skipped = ChangeResult("add", person_id, "person_issue", refused[0])
-                report.changes.append(skipped)
-                audit.add(AuditEntry(skipped.action, skipped.person_id, skipped.outcome, skipped.reason))
-            else:
-                # One idempotency key per planned create, reused by every retry of that create.
-                work.append(self._creator(person_id, uuid.uuid4().hex))
+        # One idempotency key per planned create, reused by every retry of that create. People One refused
+        # recently are not here at all: the plan lists them as skipped.
+        work: list[Callable[[], ChangeResult]] = [self._creator(person_id, uuid.uuid4().hex) for person_id in plan.adds]
         work += [self._remover(flag) for flag in plan.removes]
         total = len(work)
         if progress is not None and total:
             progress(Phase.APPLY, 0, total)
         unaudited = threading.Semaphore(MAX_UNAUDITED)
         audit.on_written = unaudited.release
-        for result in self._run_bounded(work, unaudited, fence):
+        for result in run_bounded(work, concurrency=self._max_concurrency, stop=self.stop_event, slots=unaudited, fence=fence):
             report.changes.append(result)
             audit.add(AuditEntry(result.action, result.person_id, result.outcome, result.reason), counted=True)
             if result.outcome == "person_issue":
-                self._refused[result.person_id] = (result.reason or "", now + self._person_issue_backoff)
+                self._state.record_refusal(result.person_id, Refusal(result.reason or "", now + self._person_issue_backoff))
             self._telemetry.change_applied(result.action, result.outcome)
             self._log_change(result)
             if progress is not None:
                 progress(Phase.APPLY, len(report.changes), total)
-
-    def _run_bounded(
-        self, work: Sequence[Callable[[], ChangeResult]], slots: threading.Semaphore, fence: RunFence
-    ) -> Iterator[ChangeResult]:
-        """Run the writes on at most max_concurrency threads, yielding results as they come.
-
-        Each worker takes its next write itself, so no write waits for this thread to hand it out;
-        once a stop is requested (or a write fails unexpectedly) no worker starts another. A worker
-        takes one of `slots` before each write (the caller gives them back as results are recorded)
-        and checks the `fence` (a lost run lock raises RunInterrupted, which ends every worker).
-        """
-        jobs = iter(work)
-        take = threading.Lock()
-        results: queue.SimpleQueue[ChangeResult | BaseException | None] = queue.SimpleQueue()
-        abort = threading.Event()
-
-        def stopping() -> bool:
-            return self.stop_event.is_set() or abort.is_set()
-
-        def worker() -> None:
-            try:
-                while not stopping():
-                    while not slots.acquire(timeout=0.1):
-                        if stopping():
-                            return
-                    with take:
-                        job = next(jobs, None)
-                    if job is None:
-                        return
-                    fence.check()
-                    results.put(job())
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
-                abort.set()
-                results.put(exc)
-            finally:
-                results.put(None)
-
-        workers = min(self._max_concurrency, len(work))
-        with ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="flagsync-write") as pool:
-            # Each worker runs in a copy of this context, so its log lines keep the run id.
-            for _ in range(workers):
-                pool.submit(contextvars.copy_context().run, worker)
-            finished = 0
-            try:
-                while finished < workers:
-                    item = results.get()
-                    if item is None:
-                        finished += 1
-                    elif isinstance(item, BaseException):
-                        raise item
-                    else:
-                        yield item
-            finally:
-                abort.set()  # whatever ended this loop early, start no further write
 
     def _creator(self, person_id: str, key: str) -> Callable[[], ChangeResult]:
         def create() -> ChangeResult:
@@ -456,7 +333,7 @@ class SyncService:
     def _remember(self, plan: Plan, report: RunReport, full: bool, now: datetime) -> None:
         """Store held removals, settle stored ones (`settled_removals`) and, for full runs, replace the report.
 
-        The audit trail is written as changes happen (`_AuditBuffer`). Quarantined, unmatched and
+        The audit trail is written as changes happen (`AuditBuffer`). Quarantined, unmatched and
         attention records go to the report that `status` shows, not to the audit trail: they are the
         state of the source, not activity, and would repeat every run.
         """
@@ -467,58 +344,12 @@ class SyncService:
         for involvement_id in sorted(settled_removals(stored, plan, confirmed, full=full)):
             self._state.clear_pending(involvement_id)
         if full:
+            # People One refused in this run, and those still left alone after refusing earlier.
             issues = [(c.person_id, c.reason or "") for c in report.person_issues]
+            issues += [(skipped.person_id, skipped.reason) for skipped in plan.skipped]
             self._state.replace_report(plan.quarantined, plan.unmatched, plan.attention, issues)
+            self._state.forget_expired_refusals(now)
             self._telemetry.quarantined_records(len(plan.quarantined))
-
-
-class _AuditBuffer:
-    """Audit events of one run, written to the state store in small batches as they come.
-
-    A batch is written when it reaches `AUDIT_BATCH` events or `AUDIT_FLUSH_SECONDS` after the last
-    write, and at the end; so a run stopped by a signal, or a process killed, loses at most the
-    last second of its audit trail, never all of it. A failure to write (a full disk) raises, which
-    stops the run's further writes: no change is made that cannot be audited.
-    """
-
-    def __init__(self, state: AuditTrail, run_id: str, clock: Callable[[], datetime]) -> None:
-        self._state = state
-        self._run_id = run_id
-        self._clock = clock
-        self._rows: list[AuditEntry] = []
-        self._counted = 0
-        self._written_at = time.monotonic()
-        #: Told how many `counted` rows each successful write carried (the writers' slots to give back).
-        self.on_written: Callable[[int], None] = lambda _n: None
-
-    def add(self, row: AuditEntry, *, counted: bool = False) -> None:
-        self._rows.append(row)
-        self._counted += counted
-        if len(self._rows) >= AUDIT_BATCH or time.monotonic() - self._written_at >= AUDIT_FLUSH_SECONDS:
-            self.flush()
-
-    def extend(self, rows: Iterable[AuditEntry]) -> None:
-        for row in rows:
-            self.add(row)
-
-    def flush(self) -> None:
-        rows, counted = self._rows, self._counted
-        self._rows, self._counted = [], 0
-        self._written_at = time.monotonic()
-        if rows:
-            self._state.record_events(self._run_id, rows, self._clock())
-        if counted:
-            self.on_written(counted)
-
-
-class _NoFence:
-    """The fence of a service built without a run lock (tests of one process): never lost."""
-
-    def check(self) -> None:
-        """Nothing to check."""
-
-
-_NO_FENCE = _NoFence()
 
 
 def _code(exc: RemoteError) -> str:
