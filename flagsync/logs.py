@@ -54,24 +54,14 @@ ALLOWED_KEYS: Final[frozenset[str]] = frozenset(
         # runs and jobs
         "run_id",
         "trigger",
-        "job",
         "outcome",
-        "dry_run",
-        "command",
-        "exit_code",
-        "next_run",
-        "interval_s",
         "change_poll_s",
         "full_reconcile_s",
         "duration_s",
-        "watermark",
-        "lock",
-        "signal",
         # who and what, pseudonymous only
         "person",
         "record",
         "reason",
-        "verdict",
         "action",
         # plan and run counts
         "adds",
@@ -84,43 +74,25 @@ ALLOWED_KEYS: Final[frozenset[str]] = frozenset(
         "unmatched",
         "quarantined",
         "attention",
-        "pending",
-        "released",
-        "changed",
         "flags_in_one",
-        "records",
-        "people",
         "count",
-        "limit",
-        "fraction",
-        "purged",
-        "retention_days",
         # HTTP (endpoint is always a URL template, never a URL)
         "endpoint",
-        "method",
         "status",
         "code",
         "attempt",
         "attempts",
         "delay_s",
-        "retry_after_s",
         "correlation_id",
         "idempotency_key",
-        "pages",
-        "page_size",
-        "concurrency",
         # errors (filled in from exc_info by the chain)
         "error_type",
         "error",
         "cause_type",
         # components
         "source",
-        "kind",
-        "check",
-        "ok",
         "host",
         "port",
-        "version",
         "dropped_keys",
     }
 )
@@ -433,13 +405,3 @@ def configure_logging(
         for existing in list(library.handlers):
             library.removeHandler(existing)
         library.propagate = True
-
-
-def bind_run(run_id: str, trigger: str) -> None:
-    """Bind ``run_id`` and ``trigger`` to every line logged in this context until `unbind_run`."""
-    structlog.contextvars.bind_contextvars(run_id=run_id, trigger=trigger)
-
-
-def unbind_run() -> None:
-    """Forget what `bind_run` bound."""
-    structlog.contextvars.unbind_contextvars("run_id", "trigger")

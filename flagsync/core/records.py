@@ -68,9 +68,6 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 #: Columns a source may lack; their values are then None.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("expires_at", "consent_version", "updated_at")
 
-#: Columns a source must have (their values may still be optional, e.g. `informed` when refused).
-REQUIRED_COLUMNS: tuple[str, ...] = tuple(name for name in CONTRACT_COLUMNS if name not in OPTIONAL_COLUMNS)
-
 _E = TypeVar("_E", Decision, ConsentedBy, CaseStatus)
 
 _TRUE = frozenset({"true", "yes", "1"})

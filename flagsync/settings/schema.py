@@ -203,15 +203,17 @@ class SourceSettings(_Section):
             raise PydanticCustomError("timezone", "must be an IANA time zone such as Europe/London") from exc
         return value
 
+    @property
+    def column_map(self) -> dict[str, str]:
+        """Every contract column with the source column that holds it (the name itself unless `columns` renames it)."""
+        return {name: self.columns.get(name, name).strip() for name in CONTRACT_COLUMNS}
+
     @model_validator(mode="after")
     def _check_kind(self) -> SourceSettings:
         if self.kind == "csv" and self.path is None:
             raise _rule_errors("SourceSettings", [("path", "csv_path", "required when source.kind is 'csv'")])
         return self
 
-    def column(self, contract_name: str) -> str:
-        """The source column that holds the contract column `contract_name`."""
-        return self.columns.get(contract_name, contract_name)
 
 
 class OneSettings(_Section):

@@ -859,6 +859,23 @@ def test_retry_log_event_has_only_the_allowed_keys(
     assert re.fullmatch(r"[0-9a-f]{32}", events[0]["correlation_id"])
 
 
+def test_giving_up_is_logged_once_with_the_attempts(
+    rsps: responses.RequestsMock, make_gateway: Callable[..., HttpFlagGateway], log_buffer: io.StringIO
+) -> None:
+    """When the retry budget is spent, one http.gave_up event says where, why and after how many attempts."""
+    gateway = make_gateway(retry_attempts=3)
+    add_token(rsps)
+    for _ in range(3):
+        rsps.get(LIST_URL, status=503, json=envelope(503, "MAINTENANCE"))
+    with pytest.raises(RetriableRemoteError):
+        gateway.probe()
+    events = [json.loads(line) for line in log_buffer.getvalue().splitlines()]
+    gave_up = [e for e in events if e["event"] == "http.gave_up"]
+    assert len(gave_up) == 1
+    assert (gave_up[0]["endpoint"], gave_up[0]["code"], gave_up[0]["attempts"]) == (INVOLVEMENTS, "MAINTENANCE", 3)
+    assert [e["event"] for e in events].count("http.retry_scheduled") == 2
+
+
 def test_requests_are_paced(
     rsps: responses.RequestsMock, make_gateway: Callable[..., HttpFlagGateway], sleeps: list[float]
 ) -> None:

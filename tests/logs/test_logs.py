@@ -20,12 +20,10 @@ from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import ConfigError, RetriableRemoteError
 from flagsync.logs import (
     ALLOWED_KEYS,
-    bind_run,
     configure_logging,
     register_secret,
     safe_error_summary,
     scrub_text,
-    unbind_run,
 )
 
 KEY = b"test-pseudonym-key-0123456789"
@@ -149,9 +147,8 @@ def test_bound_run_context_appears_on_every_line() -> None:
     """run_id and trigger bound for a run are on each line until unbound."""
     _, lines = configure_json()
     log = structlog.get_logger()
-    bind_run("run-42", "schedule")
-    log.info("sync.started")
-    unbind_run()
+    with structlog.contextvars.bound_contextvars(run_id="run-42", trigger="schedule"):
+        log.info("sync.started")
     log.info("daemon.stopped")
     first, second = lines()
     assert (first["run_id"], first["trigger"]) == ("run-42", "schedule")

@@ -149,8 +149,8 @@ def test_tables_and_lists_come_from_the_environment_as_json(load: Loader) -> Non
         required=(),
     )
     assert settings.source.columns == {"person_id": "one_id"}
-    assert settings.source.column("person_id") == "one_id"
-    assert settings.source.column("decision") == "decision"
+    assert settings.source.column_map["person_id"] == "one_id"
+    assert settings.source.column_map["decision"] == "decision"
     assert settings.source.accepted_consent_versions == ["v3", "v4"]
 
 

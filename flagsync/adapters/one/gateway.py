@@ -307,7 +307,18 @@ class HttpFlagGateway:
 
     def _call(self, request: _Request) -> Answer:
         """One logical call: retried on retriable errors only, within attempts and a deadline; 2xx or an exception."""
-        answer: Answer = self._retrying(self._attempt, request)
+        try:
+            answer: Answer = self._retrying(self._attempt, request)
+        except RetriableRemoteError as exc:
+            log.warning(
+                "http.gave_up",
+                endpoint=exc.endpoint or request.endpoint,
+                status=exc.status,
+                code=exc.code,
+                attempts=self._retrying.statistics.get("attempt_number"),
+                correlation_id=request.correlation_id,
+            )
+            raise
         return answer
 
     def _attempt(self, request: _Request) -> Answer:
