@@ -9,20 +9,20 @@ demo did not create is refused. Its files carry names no production setting uses
 from __future__ import annotations
 
 import json
-import sqlite3
 import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from flagsync.bootstrap import build_app
 from flagsync.core.model import RunTrigger
+from flagsync.demo_data import SAMPLE_COLUMNS, SAMPLE_PEOPLE, SAMPLE_RECORDS, VERDICT_EXPLAINED, write_consent_db
 from flagsync.errors import ConfigError
 from flagsync.logs import configure_logging
 from flagsync.present.runs import print_plan, print_report
@@ -38,181 +38,6 @@ CONSENT_DB = "demo-consent.db"
 STATE_DB = "demo-state.db"
 CONFIG = "demo.toml"
 OWN_FILES = (CONSENT_DB, STATE_DB, f"{STATE_DB}-wal", f"{STATE_DB}-shm", f"{STATE_DB}.lock", CONFIG, MARKER)
-
-# (record_id, person_id, decision, informed, consented_by, recorded_at, expires_at, case_status,
-#  then fake personal data flagsync must never read: child_name, address, date_of_birth, notes)
-SAMPLE_RECORDS: list[tuple[Any, ...]] = [
-    (
-        "C-001",
-        "P1001",
-        "granted",
-        "yes",
-        "parent",
-        "2026-09-01T10:00:00",
-        None,
-        "open",
-        "Amelia Fakename",
-        "1 Example Road, Sampletown",
-        "2015-03-02",
-        "Autism assessment pending",
-    ),
-    (
-        "C-002",
-        "P1002",
-        "granted",
-        "yes",
-        "parent",
-        "2026-08-01T09:00:00",
-        None,
-        "open",
-        "Ben Notreal",
-        "2 Example Road, Sampletown",
-        "2013-07-19",
-        "EHCP review",
-    ),
-    (
-        "C-003",
-        "P1002",
-        "withdrawn",
-        None,
-        None,
-        "2026-11-20T16:30:00",
-        None,
-        "open",
-        "Ben Notreal",
-        "2 Example Road, Sampletown",
-        "2013-07-19",
-        "Family asked to withdraw",
-    ),
-    (
-        "C-004",
-        "P1003",
-        "refused",
-        None,
-        None,
-        "2026-10-12T11:00:00",
-        None,
-        "open",
-        "Cara Madeup",
-        "3 Example Road, Sampletown",
-        "2016-01-30",
-        "Did not want the flag",
-    ),
-    (
-        "C-005",
-        "P1004",
-        "granted",
-        "yes",
-        "carer",
-        "2026-06-01T14:00:00",
-        None,
-        "closed",
-        "Dev Pretend",
-        "4 Example Road, Sampletown",
-        "2012-11-11",
-        "Case closed in October",
-    ),
-    (
-        "C-006",
-        "P1005",
-        "granted",
-        "yes",
-        "young_person",
-        "2025-10-01T10:00:00",
-        "2026-10-01T00:00:00",
-        "open",
-        "Eli Invented",
-        "5 Example Road, Sampletown",
-        "2009-05-05",
-        "Review date passed",
-    ),
-    (
-        "C-007",
-        "P1006",
-        "granted",
-        "no",
-        "parent",
-        "2026-11-02T10:00:00",
-        None,
-        "open",
-        "Fay Imaginary",
-        "6 Example Road, Sampletown",
-        "2017-08-08",
-        "Pros and cons not yet explained",
-    ),
-    (
-        "C-008",
-        "",
-        "granted",
-        "yes",
-        "parent",
-        "2026-11-03T10:00:00",
-        None,
-        "open",
-        "Gus Unknown",
-        "7 Example Road, Sampletown",
-        "2014-02-14",
-        "Not yet matched to One",
-    ),
-    (
-        "C-009",
-        "P1007",
-        "granted",
-        "yes",
-        "parent",
-        "last tuesday",
-        None,
-        "open",
-        "Hal Typo",
-        "8 Example Road, Sampletown",
-        "2011-12-12",
-        "Date typed by hand",
-    ),
-    (
-        "C-010",
-        "P1008",
-        "granted",
-        "yes",
-        "parent",
-        "2026-11-10T10:00:00",
-        None,
-        "open",
-        "Ivy Sample",
-        "9 Example Road, Sampletown",
-        "2018-04-04",
-        "Speech and language",
-    ),
-    (
-        "C-011",
-        "P1009",
-        "granted",
-        "yes",
-        "parent",
-        "2026-11-11T10:00:00",
-        None,
-        "open",
-        "Jon Archived",
-        "10 Example Road, Sampletown",
-        "2010-10-10",
-        "Moved away",
-    ),
-]
-
-#: People One knows, and their state there.
-SAMPLE_PEOPLE = [{"personId": f"P10{n:02d}", "state": "active"} for n in range(1, 9)] + [
-    {"personId": "P1009", "state": "archived"}
-]
-
-VERDICT_EXPLAINED = {
-    "granted": "granted, informed, current, case open",
-    "withdrawn": "the latest decision is a withdrawal",
-    "refused": "the family refused",
-    "not_informed": "granted, but the pros and cons were not explained (listed for attention)",
-    "expired": "the consent's review date has passed",
-    "case_closed": "the case is closed",
-    "version_not_accepted": "signed on a consent form version that is not accepted",
-    "uncertain": "a record of theirs is invalid, so privacy fails closed (quarantined)",
-}
 
 WHAT_IT_SHOWS = """\
 flagsync demo
@@ -231,16 +56,7 @@ consent. flagsync keeps One in line with the consent records. This demo:
 
 
 def _create_consent_db(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE consent_records (record_id TEXT, person_id TEXT, decision TEXT, informed TEXT, consented_by TEXT, "
-            "recorded_at TEXT, expires_at TEXT, case_status TEXT, consent_version TEXT, updated_at TEXT, "
-            "child_name TEXT, address TEXT, date_of_birth TEXT, notes TEXT)"
-        )
-        db.executemany(
-            "INSERT INTO consent_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?, ?)",
-            SAMPLE_RECORDS,
-        )
+    write_consent_db(path, SAMPLE_COLUMNS, SAMPLE_RECORDS)
 
 
 def prepare_workdir(work: Path) -> None:

@@ -215,7 +215,6 @@ class SourceSettings(_Section):
         return self
 
 
-
 class OneSettings(_Section):
     base_url: str | None = None  # required; checked at load; stored without a trailing slash
     token_url: str | None = None  # default: <base_url>/connect/token

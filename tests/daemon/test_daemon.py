@@ -24,40 +24,15 @@ from flagsync.daemon import Daemon
 from flagsync.daemon_http import HealthEndpoint
 from flagsync.errors import RetriableRemoteError
 from flagsync.metrics import Metrics
-from flagsync.ports import Changes
 from flagsync.service import SyncService
 from flagsync.settings import DaemonSettings, Settings, SyncSettings
 from tests.core.builders import rec
+from tests.fakes import ListSource
 
 NOW = datetime.now(UTC)
 
 
-class PollingSource:
-    """A list source whose `changes_since` reports what the test says changed."""
-
-    def __init__(self, items: list[SourceItem]) -> None:
-        self.items = items
-        self.changed: frozenset[str] | None = frozenset()
-        self.version = 1
-        self.watermarks_seen: list[str | None] = []
-
-    def read_all(self, now: datetime) -> Iterator[SourceItem]:
-        return iter(list(self.items))
-
-    def read_person(self, person_id: str, now: datetime) -> Iterator[SourceItem]:
-        return iter([i for i in self.items if i.person_id == person_id])
-
-    def changes_since(self, watermark: str | None) -> Changes:
-        self.watermarks_seen.append(watermark)
-        if watermark is None:
-            return Changes(None, f"v{self.version}")
-        return Changes(self.changed, f"v{self.version}")
-
-    def describe(self) -> str:
-        return "polling list"
-
-
-Parts = tuple[Daemon, PollingSource, InMemoryFlagGateway, SqlStateStore]
+Parts = tuple[Daemon, ListSource, InMemoryFlagGateway, SqlStateStore]
 
 
 def grant(person: str) -> SourceItem:
@@ -76,7 +51,7 @@ def parts(tmp_path: Path) -> Iterator[Parts]:
         daemon=DaemonSettings(http_port=0, http_host="127.0.0.1"),
     )
     pseudonymizer = Pseudonymizer(b"daemon-test-key-0123")
-    source = PollingSource([grant("P1"), grant("P2")])
+    source = ListSource([grant("P1"), grant("P2")])
     one = InMemoryFlagGateway(any_person=True)
     state = SqlStateStore(url, pseudonymizer)
     metrics = Metrics()

@@ -27,7 +27,7 @@ from urllib.parse import unquote_plus
 import pytest
 import requests
 
-from flagsync.core.model import CONTRACT_COLUMNS
+from flagsync.demo_data import CONSENT_TABLE_COLUMNS, consent_table_sql, insert_sql
 from mocks.one.control import MockControl
 from mocks.one.server import RunningMock, start_in_thread
 
@@ -39,13 +39,9 @@ INVOLVEMENT_TYPE = "PIAS_WORKING_WITH_FAMILY"
 HTTP_TIMEOUT = (3.05, 10)
 RUN_TIMEOUT_SECONDS = 90
 
-#: The consent table: the contract's columns, then personal data flagsync must never read.
-CONSENT_COLUMNS = (*CONTRACT_COLUMNS, "child_name", "address", "date_of_birth", "notes")
-PERSONAL_COLUMNS = ("child_name", "address", "date_of_birth", "notes")
-INSERT_RECORD = (
-    f"INSERT INTO consent_records ({', '.join(CONSENT_COLUMNS)}) "  # noqa: S608 - the column names are the constants above
-    f"VALUES ({', '.join('?' for _ in CONSENT_COLUMNS)})"
-)
+#: The consent table: the contract's columns, then personal data flagsync must never read (one layout everywhere).
+CONSENT_COLUMNS = CONSENT_TABLE_COLUMNS
+INSERT_RECORD = insert_sql()
 
 #: A One create URL path, the only place (with the person-scoped listing) a person id may travel.
 PERSON_PATH = re.compile(r"/api/v1/people/[A-Za-z0-9][A-Za-z0-9_-]{0,63}/involvements")
@@ -139,7 +135,7 @@ class E2E:
         (self.root / "secrets").mkdir()
         self.config = self.root / "flagsync.toml"
         with sqlite3.connect(self.consent_db) as db:
-            db.execute(f"CREATE TABLE consent_records ({', '.join(f'{c} TEXT' for c in CONSENT_COLUMNS)})")
+            db.execute(consent_table_sql())
         db.close()
         self.write_config()
 

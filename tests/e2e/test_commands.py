@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flagsync.demo import SAMPLE_RECORDS
+from flagsync.demo_data import SAMPLE_RECORDS
 from tests.e2e.conftest import flagsync_command
 
 pytestmark = pytest.mark.e2e

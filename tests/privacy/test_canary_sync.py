@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +21,7 @@ from responses import matchers
 
 from flagsync.bootstrap import build_app
 from flagsync.core.model import RunOutcome, RunTrigger
+from flagsync.demo_data import PERSONAL_COLUMNS, write_consent_db
 from flagsync.logs import configure_logging
 from flagsync.settings import load_settings
 
@@ -49,28 +49,21 @@ RECORD_IDS = [r[1] for r in ROWS] + ["RCANARY-0005"]
 CANARIES = [v for values in PERSONAL.values() for v in values] + [SECRET, HMAC_KEY, TOKEN]
 
 
+#: The columns the canary rows below give values for (the rest of the consent table stays empty).
+_COLUMNS = ("record_id", "person_id", "decision", "informed", "consented_by", "recorded_at", "case_status", *PERSONAL_COLUMNS)
+
+
 def _create_source(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute(
-            "CREATE TABLE consent_records (record_id TEXT, person_id TEXT, decision TEXT, informed TEXT, consented_by TEXT,"
-            " recorded_at TEXT, expires_at TEXT, case_status TEXT, child_name TEXT, address TEXT, date_of_birth TEXT, notes TEXT)"
-        )
-        for n, (person, record, decision, at) in enumerate(ROWS):
-            informed, by = ("yes", "parent") if decision == "granted" else (None, None)
-            personal = [PERSONAL[k][n] for k in ("child_name", "address", "date_of_birth", "notes")]
-            db.execute(
-                "INSERT INTO consent_records VALUES (?, ?, ?, ?, ?, ?, NULL, 'open', ?, ?, ?, ?)",
-                [record, person, decision, informed, by, at, *personal],
-            )
-        # An unmatched record (no person id) and a quarantined one (bad timestamp), both full of canaries too.
-        db.execute(
-            "INSERT INTO consent_records VALUES ('RCANARY-0005', '', 'granted', 'yes', 'parent', '2026-10-05T10:00:00', NULL,"
-            " 'open', 'CANARY-NAME-Unmatched', 'CANARY-ADDR-Unmatched', 'CANARY-DOB-Unmatched', 'CANARY-NOTE-unmatched')"
-        )
-        db.execute(
-            "INSERT INTO consent_records VALUES ('RCANARY-0006', 'PCANARYE', 'granted', 'yes', 'parent', 'CANARY-DATE-typo',"
-            " NULL, 'open', 'CANARY-NAME-Typo', 'CANARY-ADDR-Typo', 'CANARY-DOB-Typo', 'CANARY-NOTE-typo')"
-        )
+    rows: list[tuple[str | None, ...]] = []
+    for n, (person, record, decision, at) in enumerate(ROWS):
+        informed, by = ("yes", "parent") if decision == "granted" else (None, None)
+        rows.append((record, person, decision, informed, by, at, "open", *(PERSONAL[k][n] for k in PERSONAL_COLUMNS)))
+    # An unmatched record (no person id) and a quarantined one (bad timestamp), both full of canaries too.
+    rows.append(("RCANARY-0005", "", "granted", "yes", "parent", "2026-10-05T10:00:00", "open",
+                 "CANARY-NAME-Unmatched", "CANARY-ADDR-Unmatched", "CANARY-DOB-Unmatched", "CANARY-NOTE-unmatched"))  # fmt: skip
+    rows.append(("RCANARY-0006", "PCANARYE", "granted", "yes", "parent", "CANARY-DATE-typo", "open",
+                 "CANARY-NAME-Typo", "CANARY-ADDR-Typo", "CANARY-DOB-Typo", "CANARY-NOTE-typo"))  # fmt: skip
+    write_consent_db(path, _COLUMNS, rows)
 
 
 def _flag(inv: str, person: str, version: int = 1) -> dict[str, object]:

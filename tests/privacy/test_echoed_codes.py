@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from prometheus_client import generate_latest
 
 from flagsync.bootstrap import build_app
 from flagsync.core.model import RunTrigger
+from flagsync.demo_data import write_consent_db
 from flagsync.logs import configure_logging
 from flagsync.present.runs import print_report
 from flagsync.settings import load_settings
@@ -38,15 +38,8 @@ def logs() -> Iterator[io.StringIO]:
 def test_an_echoed_person_id_as_error_code_is_never_carried(tmp_path: Path, logs: io.StringIO) -> None:
     """Every place a failure's code reaches shows UNKNOWN_CODE, and the person id appears in none of them."""
     consent = tmp_path / "consent.db"
-    with sqlite3.connect(consent) as db:
-        db.execute(
-            "CREATE TABLE consent_records (record_id TEXT, person_id TEXT, decision TEXT, informed TEXT, consented_by TEXT,"
-            " recorded_at TEXT, case_status TEXT)"
-        )
-        db.execute(
-            "INSERT INTO consent_records VALUES ('R1', ?, 'granted', 'yes', 'parent', '2026-10-01T10:00:00', 'open')", [PERSON]
-        )
-    db.close()
+    columns = ("record_id", "person_id", "decision", "informed", "consented_by", "recorded_at", "case_status")
+    write_consent_db(consent, columns, [("R1", PERSON, "granted", "yes", "parent", "2026-10-01T10:00:00", "open")])
     config = tmp_path / "flagsync.toml"
     config.write_text(
         f'[source]\nurl = "sqlite:///{consent}"\n[one]\nbase_url = "{BASE}"\nclient_id = "c"\nclient_secret = "secret-value-1"\n'

@@ -14,38 +14,14 @@ from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.state import SqlStateStore
 from flagsync.core.model import Decision, QuarantinedRecord, QuarantineReason, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer
-from flagsync.errors import ContractViolation, RetriableRemoteError, RunInProgressError, SourceError, StateError
-from flagsync.ports import AuditEntry, Changes, CreateOutcome
+from flagsync.errors import ContractViolation, RetriableRemoteError, RunInProgressError, StateError
+from flagsync.ports import AuditEntry, CreateOutcome
 from flagsync.service import AUDIT_BATCH, MAX_UNAUDITED, SyncService
 from tests.core.builders import rec
+from tests.fakes import ListSource
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(days=30)
-
-
-class ListSource:
-    """A consent source over a list; `fail_after` raises SourceError after that many items."""
-
-    def __init__(self, items: list[SourceItem] | None = None) -> None:
-        self.items: list[SourceItem] = list(items or [])
-        self.fail_after: int | None = None
-
-    def read_all(self, now: datetime) -> Iterator[SourceItem]:
-        for n, item in enumerate(self.items):
-            if self.fail_after is not None and n >= self.fail_after:
-                raise SourceError("the consent database went away mid-read")
-            yield item
-        if self.fail_after is not None and self.fail_after >= len(self.items):
-            raise SourceError("the consent database went away mid-read")
-
-    def read_person(self, person_id: str, now: datetime) -> Iterator[SourceItem]:
-        return iter([i for i in self.items if i.person_id == person_id])
-
-    def changes_since(self, watermark: str | None) -> Changes:
-        return Changes(None, None)
-
-    def describe(self) -> str:
-        return "list"
 
 
 def grant(person: str, record: str | None = None, **kw: object) -> SourceItem:
