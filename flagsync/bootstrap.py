@@ -88,8 +88,7 @@ def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:
     src = settings.source
     zone = ZoneInfo(src.timezone)
     if src.kind == "csv":
-        if src.path is None:
-            raise ConfigError("source.path is required when source.kind is csv")
+        assert src.path is not None  # the settings require source.path for a csv source
         return CsvConsentSource(src.path, src.columns, zone)
     return SqlConsentSource(src.url.get_secret_value(), src.table, src.columns, zone)
 

@@ -17,7 +17,7 @@ from flagsync.ports import CreateOutcome, PageProbe
 PersonState = Literal["active", "archived", "restricted", "merged"]
 Operation = Literal["list_flags", "person_flags", "create_flag", "remove_flag", "probe"]
 
-#: What One answers for a person who is not active (status, issue), as in one-api.md.
+#: What One answers for a person who is not active (status, issue), as in docs/one-api.md.
 _UNAVAILABLE: dict[str, tuple[int, PersonIssue]] = {
     "archived": (410, PersonIssue.PERSON_ARCHIVED),
     "restricted": (403, PersonIssue.RECORD_RESTRICTED),

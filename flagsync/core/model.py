@@ -60,7 +60,7 @@ class ConsentedBy(StrEnum):
 
 
 class QuarantineReason(StrEnum):
-    """Why a consent record was rejected as invalid (consent-records.md)."""
+    """Why a consent record was rejected as invalid (docs/consent-records.md)."""
 
     MISSING_FIELD = "MISSING_FIELD"
     BAD_DECISION = "BAD_DECISION"

@@ -1,6 +1,6 @@
 """The consent rule: which of a person's records decides, and what that record means for the flag.
 
-Pure functions and a streaming fold; no I/O, no clock, no logging. The rule (product.md section 3),
+Pure functions and a streaming fold; no I/O, no clock, no logging. The rule (docs/consent-records.md),
 decided per One person id:
 
 1. Any invalid (quarantined) record naming the person makes them UNCERTAIN, whatever the dates of

@@ -2,7 +2,7 @@
 
 Gather → decide → apply. Nothing here knows about SQL, CSV or HTTP; it talks to the ports.
 
-Safety rules carried out here (product.md section 4):
+Safety rules carried out here (docs/architecture.md, "Safety rules"):
 - removals are planned only from a complete read of the source AND a complete listing of One;
   any read error ends the run before planning (`RunOutcome.ERROR`, nothing written);
 - a failed removal is kept as pending in the state store and retried (the daemon escalates to a

@@ -1,1 +1,1 @@
-"""A One-style council database mock server, built independently from the wire contract in one-api.md."""
+"""A One-style council database mock server, built independently from the wire contract in docs/one-api.md."""
