@@ -196,7 +196,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from flagsync.bootstrap import open_state  # noqa: PLC0415 - see _setup_logging
-    from flagsync.present import audit_report  # noqa: PLC0415 - see _setup_logging
+    from flagsync.present import audit_html, audit_report  # noqa: PLC0415 - see _setup_logging
 
     if args.events and args.format == "html":
         raise ConfigError("--events lists pseudonymous event rows as csv or json; the html report holds counts only")
@@ -223,7 +223,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 )
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
-            render = {"csv": audit_report.render_csv, "json": audit_report.render_json, "html": audit_report.render_html}
+            render = {"csv": audit_report.render_csv, "json": audit_report.render_json, "html": audit_html.render_html}
             text = render[args.format](report)
     finally:
         state.close()

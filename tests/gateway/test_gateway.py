@@ -182,7 +182,7 @@ def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None
 
 def test_transport_pool_is_sized_and_urllib3_retries_are_off(make_gateway: Callable[..., HttpFlagGateway]) -> None:
     """The transport adapter's pool fits max_concurrency and urllib3 retries nothing itself."""
-    adapter = make_gateway(max_concurrency=12)._adapter
+    adapter = make_gateway(max_concurrency=12)._transport.adapter
     assert isinstance(adapter, requests.adapters.HTTPAdapter)
     assert getattr(adapter, "_pool_maxsize", 0) >= 12
     assert adapter.max_retries.total == 0

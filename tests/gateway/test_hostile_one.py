@@ -19,7 +19,8 @@ import responses
 import structlog
 
 from flagsync.adapters.one.classify import Answer, classify
-from flagsync.adapters.one.gateway import MAX_RESPONSE_BYTES, HttpFlagGateway
+from flagsync.adapters.one.gateway import HttpFlagGateway
+from flagsync.adapters.one.transport import MAX_RESPONSE_BYTES
 from flagsync.adapters.one.wire import CONTRACT_ERROR_CODES, INVOLVEMENTS, id_order
 from flagsync.core.model import Flag
 from flagsync.errors import FatalRemoteError, RemoteError, RetriableRemoteError

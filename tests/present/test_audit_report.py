@@ -13,6 +13,7 @@ import pytest
 from flagsync.core.disclosure import EXACT_NOTE, RULE, Figure
 from flagsync.core.model import RunOutcome, RunTrigger
 from flagsync.ports import RunRecord
+from flagsync.present.audit_html import render_html
 from flagsync.present.audit_report import (
     Activity,
     Bucket,
@@ -22,7 +23,6 @@ from flagsync.present.audit_report import (
     build_report,
     choose_period,
     render_csv,
-    render_html,
     render_json,
     report_document,
 )

@@ -1,11 +1,9 @@
-"""`HttpFlagGateway`: the `FlagGateway` over One's HTTP interface, on a requests transport adapter and tenacity.
+"""`HttpFlagGateway`: the `FlagGateway` over One's HTTP interface: the calls, the listing, retries and tokens.
 
-One request is one `_exchange`: a prepared request built here (no Session, so nothing is merged from
-the environment, cookies or netrc), sent on a pooled `HTTPAdapter` with explicit timeouts, no
-redirects and urllib3's own retries off, and an answer body read up to `MAX_RESPONSE_BYTES`. One
-logical call is one `_call`: retried by tenacity on retriable failures only, within attempts and a
-deadline, with a fresh token once after a 401. Answers are classified in `classify`; the wire
-contract (paths, the one create body, ids) is `wire`.
+One request is one `_exchange`: paced, sent by the `transport` (a prepared request, no Session, a
+bounded answer), timed for telemetry. One logical call is one `_call`: retried by tenacity on
+retriable failures only, within attempts and a deadline, with a fresh token once after a 401.
+Answers are classified in `classify`; the wire contract (paths, the one create body, ids) is `wire`.
 """
 
 from __future__ import annotations
@@ -13,19 +11,13 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlencode, urlsplit
 
-import requests
 import structlog
 from requests.adapters import HTTPAdapter
-from requests.hooks import default_hooks
-from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
-from urllib3.util.retry import Retry
 
 from flagsync.adapters.one import wire
 from flagsync.adapters.one.classify import (
@@ -34,20 +26,16 @@ from flagsync.adapters.one.classify import (
     classify_token_answer,
     invalid_response,
     parse_retry_after,
-    translate_exception,
 )
 from flagsync.adapters.one.endpoint import OneEndpoint
 from flagsync.adapters.one.pacer import Pacer
 from flagsync.adapters.one.tokens import TokenCache
+from flagsync.adapters.one.transport import Request, Transport
 from flagsync.core.model import Flag
 from flagsync.errors import FatalRemoteError, RemoteError, RetriableRemoteError
 from flagsync.ports import CreateOutcome, PageProbe, Telemetry
 
 log = structlog.get_logger("flagsync.one")
-
-#: The largest answer body read from One (a listing page of 100 flags is about 25 KB). Anything larger
-#: fails the call as INVALID_RESPONSE without being read further.
-MAX_RESPONSE_BYTES: Final = 1024 * 1024
 
 #: A full listing fails (removing nothing) after this many pages or this many seconds: a One that keeps
 #: handing out fresh page tokens must not hold the run, and so the single-run lock, forever.
@@ -55,20 +43,6 @@ MAX_LISTING_PAGES: Final = 10_000
 LISTING_DEADLINE_SECONDS: Final = 900.0
 
 _DEFAULT_TOKEN_LIFETIME: Final = 300.0  # seconds, when One's token answer carries no usable expires_in
-_USER_AGENT: Final = "flagsync"
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    """One logical call: what to send, and the correlation id every attempt of it carries."""
-
-    method: str
-    endpoint: str  # the URL template, for errors, logs and metrics
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes | str | None = None  # str: the token form, ASCII (as requests itself sends a form)
-    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    idempotency_key: str | None = None
 
 
 class HttpFlagGateway:
@@ -110,17 +84,7 @@ class HttpFlagGateway:
         self._writes = threading.BoundedSemaphore(max_concurrency)
         self._pacer = Pacer(max_requests_per_second, clock=clock, sleep=sleep)
         self._tokens = TokenCache(self._fetch_token, clock=clock)
-        self._timeout = (endpoint.connect_timeout, endpoint.read_timeout)
-        self._verify: str | bool = str(endpoint.ca_bundle) if endpoint.ca_bundle is not None else True
-        # Only the explicit one.proxy: HTTP(S)_PROXY, REQUESTS_CA_BUNDLE and ~/.netrc are never consulted,
-        # because no requests.Session (which reads them) is involved at all.
-        self._proxies = {} if endpoint.proxy is None else {"http": endpoint.proxy, "https": endpoint.proxy}
-        # Retries happen in exactly one place (tenacity, below): urllib3's own are switched off.
-        self._adapter = adapter or HTTPAdapter(
-            pool_connections=2,
-            pool_maxsize=max_concurrency + 2,
-            max_retries=Retry(total=0, read=False, redirect=False, raise_on_redirect=False, raise_on_status=False),
-        )
+        self._transport = Transport(endpoint, pool_size=max_concurrency + 2, adapter=adapter)
         # One Retrying for every call and thread: tenacity keeps each call's state in thread-local storage.
         self._retrying = Retrying(
             stop=stop_after_attempt(retry_attempts) | stop_before_delay(retry_deadline),
@@ -204,7 +168,7 @@ class HttpFlagGateway:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._adapter.close()
+        self._transport.close()
 
     # ---- calls
 
@@ -302,10 +266,10 @@ class HttpFlagGateway:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         key: str | None = None,
-    ) -> _Request:
-        return _Request(method, endpoint, self._endpoint.base_url + path, headers or {}, body, idempotency_key=key)
+    ) -> Request:
+        return Request(method, endpoint, self._endpoint.base_url + path, headers or {}, body, idempotency_key=key)
 
-    def _call(self, request: _Request) -> Answer:
+    def _call(self, request: Request) -> Answer:
         """One logical call: retried on retriable errors only, within attempts and a deadline; 2xx or an exception."""
         try:
             answer: Answer = self._retrying(self._attempt, request)
@@ -321,7 +285,7 @@ class HttpFlagGateway:
             raise
         return answer
 
-    def _attempt(self, request: _Request) -> Answer:
+    def _attempt(self, request: Request) -> Answer:
         token = self._tokens.current()
         answer = self._exchange(request, token)
         if answer.status == 401:  # expired or revoked: one new token, one more try, then fatal
@@ -342,7 +306,7 @@ class HttpFlagGateway:
             "client_secret": self._endpoint.client_secret.get_secret_value(),
             "scope": wire.SCOPE,
         }
-        request = _Request(
+        request = Request(
             "POST",
             self._token_endpoint,
             self._endpoint.token_url,
@@ -367,29 +331,17 @@ class HttpFlagGateway:
             return token, float(expires_in)
         return token, _DEFAULT_TOKEN_LIFETIME
 
-    def _exchange(self, request: _Request, token: str | None) -> Answer:
-        """One HTTP request and its bounded answer: explicit timeouts, no redirects, requests' exceptions translated."""
+    def _exchange(self, request: Request, token: str | None) -> Answer:
+        """One request and its answer, paced, timed for telemetry, and noted by the pacer (a 429 holds every writer)."""
         self._pacer.wait()
-        prepared = _prepare(request, token)
         started = time.perf_counter()
         status: int | None = None
         try:
-            response = self._adapter.send(
-                prepared, stream=True, timeout=self._timeout, verify=self._verify, proxies=self._proxies, cert=None
-            )
-            status = response.status_code
-            body = _read_capped(response)
-        except requests.RequestException as exc:
-            raise translate_exception(
-                exc, method=request.method, endpoint=request.endpoint
-            ) from None  # the original names the URL
-        except _TooLarge:
-            message = f"One's answer on {request.endpoint} is larger than {MAX_RESPONSE_BYTES} bytes"
-            raise FatalRemoteError(message, code="INVALID_RESPONSE", endpoint=request.endpoint) from None
+            answer: Answer = self._transport.send(request, token)
+            status = answer.status
         finally:
             if self._telemetry is not None:
                 self._telemetry.request_done(request.method, request.endpoint, status, time.perf_counter() - started)
-        answer = Answer(response.status_code, response.headers, body)
         rate_limited = answer.status == 429
         retry_after = parse_retry_after(answer.headers.get("Retry-After")) if rate_limited else None
         self._pacer.answered(rate_limited, None if retry_after is None else min(retry_after, self._retry_max_delay))
@@ -417,7 +369,7 @@ class HttpFlagGateway:
         exc = state.outcome.exception() if state.outcome is not None else None
         if not isinstance(exc, RemoteError):
             return
-        request = state.args[0] if state.args and isinstance(state.args[0], _Request) else None
+        request = state.args[0] if state.args and isinstance(state.args[0], Request) else None
         endpoint = exc.endpoint or "?"
         ids: dict[str, str] = {}
         if request is not None:
@@ -438,58 +390,6 @@ class HttpFlagGateway:
 
 
 # ---- the transport's small pieces
-
-
-class _TooLarge(Exception):
-    """Internal: an answer body passed MAX_RESPONSE_BYTES."""
-
-
-def _prepare(request: _Request, token: str | None) -> requests.PreparedRequest:
-    """The request as requests' adapter takes it, built directly: every header is ours, nothing is merged in."""
-    headers = CaseInsensitiveDict(
-        {
-            "User-Agent": _USER_AGENT,
-            "Accept": "application/json",
-            "Accept-Encoding": "identity",  # nothing to decompress, so no compression bomb either
-            "X-Correlation-ID": request.correlation_id,
-            **request.headers,
-        }
-    )
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    if request.body is not None:
-        headers["Content-Length"] = str(len(request.body))  # the form is ASCII, so characters are bytes
-    prepared = requests.PreparedRequest()
-    prepared.method = request.method
-    prepared.url = request.url
-    prepared.headers = headers
-    prepared.body = request.body
-    prepared.hooks = default_hooks()
-    return prepared
-
-
-def _read_capped(response: requests.Response) -> bytes:
-    """The body of a streamed response, refusing to read more than MAX_RESPONSE_BYTES of it.
-
-    A declared Content-Length over the cap is refused before reading; otherwise at most one byte more
-    than the cap is read, so a huge or endless body costs at most the cap. A connection whose body was
-    read to the end goes back to the pool; one cut off is closed.
-    """
-    raw = response.raw
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raw.close()
-        raise _TooLarge
-    try:
-        body: bytes = raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-    except BaseException:
-        raw.close()
-        raise
-    if len(body) > MAX_RESPONSE_BYTES:
-        raw.close()
-        raise _TooLarge
-    raw.release_conn()
-    return body
 
 
 def _is_gone(exc: RemoteError) -> bool:
