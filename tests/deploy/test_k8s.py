@@ -51,9 +51,9 @@ def test_every_manifest_is_valid_against_the_kubernetes_schema(path: Path, versi
 
 
 def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
-    """Every manifest in deploy/k8s is in the base, except secret.example.yaml (applying it would overwrite real secrets)."""
+    """Every manifest is in the base but secret.example.yaml (it would overwrite real secrets) and the one-off migrate Job."""
     listed = set(kustomization()["resources"])
-    assert listed == {p.name for p in manifests()} - {"secret.example.yaml"}
+    assert listed == {p.name for p in manifests()} - {"secret.example.yaml", "migrate-job.yaml"}
     assert all((K8S / name).is_file() for name in listed)
 
 
@@ -176,3 +176,19 @@ def test_the_disruption_budget_and_service_select_the_daemon() -> None:
     labels = resources()["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert all(labels.get(k) == v for k, v in service["selector"].items())
     assert [p["targetPort"] for p in service["ports"]] == ["metrics"]
+
+
+def test_the_migrate_job_runs_migrate_once_like_the_daemon_runs() -> None:
+    """The migrate Job runs `flagsync migrate` once (no retry), with the daemon's configuration, secrets and restrictions."""
+    [job] = documents(K8S / "migrate-job.yaml")
+    [deployment] = documents(K8S / "deployment.yaml")
+    spec = job["spec"]
+    assert job["kind"] == "Job" and spec["backoffLimit"] == 0
+    pod, daemon_pod = spec["template"]["spec"], deployment["spec"]["template"]["spec"]
+    [container], [daemon] = pod["containers"], daemon_pod["containers"]
+    assert container["args"] == ["migrate"]
+    assert pod["restartPolicy"] == "Never"
+    for key in ("securityContext", "envFrom", "env", "volumeMounts"):
+        assert container[key] == daemon[key], key
+    assert pod["securityContext"] == daemon_pod["securityContext"]
+    assert pod["volumes"] == daemon_pod["volumes"]
