@@ -155,7 +155,8 @@ _STATIC_SEGMENTS: Final = frozenset(
 _API_SEGMENTS: Final = frozenset({"people", "involvements", "connect"})
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_]\w*\}")
 
-_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>()\[\]{}]*")
+# A bracketed IPv6 host is part of the URL (otherwise the match would stop at "[" and leave the path's ids).
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://(?:\[[0-9A-Fa-f:.%]*\])?[^\s'\"<>()\[\]{}]*")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/%-])/[^\s'\"<>()\[\]]*")
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
 _SECRET_PAIR = re.compile(
@@ -164,23 +165,61 @@ _SECRET_PAIR = re.compile(
 )
 
 
+class _SecretPattern:
+    """Replaces every occurrence of any of the secrets, overlapping ones included, by one replacement per run.
+
+    One regular-expression pass is not enough: with secrets "tok-xabc" and "xabc-tail", it would
+    replace "tok-xabc" in "tok-xabc-tail" and leave "-tail", the rest of the second secret. Here every
+    occurrence of every secret is found, overlapping spans are merged, and each merged span goes.
+    """
+
+    def __init__(self, values: set[str]) -> None:
+        self._values = sorted(values, key=len, reverse=True)
+        self._any = re.compile("|".join(re.escape(secret) for secret in self._values))  # a quick "is there one at all"
+
+    def sub(self, replacement: str, text: str) -> str:
+        if self._any.search(text) is None:
+            return text
+        spans: list[tuple[int, int]] = []
+        for secret in self._values:
+            start = text.find(secret)
+            while start != -1:
+                spans.append((start, start + len(secret)))
+                start = text.find(secret, start + 1)
+        spans.sort()
+        pieces: list[str] = []
+        position = 0
+        end = -1
+        for start, stop in spans:
+            if start > end:  # a new run of overlapping occurrences begins
+                if end >= 0:
+                    pieces.append(replacement)
+                pieces.append(text[position:start])
+                end = stop
+            else:
+                end = max(end, stop)
+            position = end
+        pieces.append(replacement)
+        pieces.append(text[position:])
+        return "".join(pieces)
+
+
 class _SecretRegistry:
-    """The secrets to scrub from every line, matched longest first."""
+    """The secrets to scrub from every line (overlapping occurrences included)."""
 
     min_length: Final = 4
 
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._lock = threading.Lock()
-        self.pattern: re.Pattern[str] | None = None
+        self.pattern: _SecretPattern | None = None
 
     def add(self, value: str) -> None:
         if len(value) < self.min_length:
             return  # a two-letter "secret" would blank out half of every line
         with self._lock:
             self._values.add(value)
-            alternatives = sorted(self._values, key=len, reverse=True)
-            self.pattern = re.compile("|".join(re.escape(secret) for secret in alternatives))
+            self.pattern = _SecretPattern(self._values)
 
 
 _secrets = _SecretRegistry()
