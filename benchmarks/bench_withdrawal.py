@@ -111,16 +111,21 @@ def idle_cpu(kind: str, records: int, seconds: float, poll_interval: float | Non
             used = benchlib.process_cpu_seconds(daemon.pid) - before
             server = _postgres_backends_cpu(ws.pg_url) - server_before if ws.pg_url and server_before is not None else None
             metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            scraped = time.time()
             if daemon.poll() is not None:
                 raise RuntimeError(f"the daemon exited with {daemon.returncode}")
         finally:
             benchlib.stop_process(daemon)
     last_poll = next(
-        (float(line.split()[1]) for line in metrics.splitlines() if line.startswith("flagsync_last_change_poll_timestamp_seconds")),
+        (
+            float(line.split()[1])
+            for line in metrics.splitlines()
+            if line.startswith("flagsync_last_change_poll_timestamp_seconds")
+        ),
         0.0,
     )
-    age = time.time() - last_poll
-    print(f"  {kind}: the last change poll ended {age:.1f} s before the daemon stopped")
+    age = scraped - last_poll
+    print(f"  {kind}: the last change poll ended {age:.1f} s before the end of the measured interval")
     polls = int(seconds / (poll_interval or _default_poll_interval()))
     return used, server, polls
 
@@ -173,7 +178,9 @@ def run(
             if polls:
                 figures.add(f"idle.{kind}.{records}.{label}.cpu_per_poll", 1000 * used / polls, "ms")
             if server is not None:
-                figures.add(f"idle.{kind}.{records}.{label}.postgres_cpu", 100 * server / seconds, "% of one core (server backends)")
+                figures.add(
+                    f"idle.{kind}.{records}.{label}.postgres_cpu", 100 * server / seconds, "% of one core (server backends)"
+                )
 
 
 def main() -> None:

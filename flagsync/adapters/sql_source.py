@@ -44,19 +44,43 @@ docs/consent-source-indexes.md):
     -- both, unless record_id is the primary key or unique
     CREATE INDEX consent_records_record_id ON consent_records (record_id);
 
-Change detection (`changes_since`), chosen by whether the table has an `updated_at` column:
+Change detection (`changes_since`, called by the daemon every change poll, every second by default).
+First a probe, which sends the database at most one cheap statement; only when its value moved since
+this process last answered for the caller's watermark does the change query run:
 
-- with it, the watermark holds the row count and the largest `updated_at` seen; a poll returns
-  the people of rows whose `updated_at` lies after the old maximum (up to the new one, so rows
-  written during the poll are picked up next time). If the row count fell (rows deleted), or the
-  watermark is absent or from another mode, the answer is "full reconcile" (`person_ids=None`).
-  Not visible to this fast path, and left to the periodic full reconcile: rows with an empty
-  `updated_at`, rows written with an `updated_at` older than the watermark, a deletion offset by
-  inserts in the same interval, and the person a row was moved away from. Text `updated_at`
-  columns are compared as text, so they must be written in one consistent ISO format.
-- without it, the watermark is a fingerprint of the mapped columns (row count and an
-  order-independent sum of per-row SHA-256 digests), computed by streaming the table; any
-  change answers "full reconcile", no change answers "nobody".
+- SQLite: `PRAGMA data_version` on a connection kept open for it (the value changes whenever another
+  connection commits to the file; no table is read), plus the file's device and inode (a file
+  renamed over the old one gets a new probe connection, and the pooled connections are dropped).
+- PostgreSQL, with `updated_at`: the newest `updated_at` (one backward step in its index) and the
+  table's count of deleted rows (`pg_stat_get_tuples_deleted`, no table access); without it: the
+  table's counts of inserted, updated and deleted rows. PostgreSQL makes a session's counts visible
+  once that session reports them (when it goes idle, at most about a second later, or at its end).
+  A view or a partitioned parent keeps no counts: without `updated_at` it has no probe (below).
+- Any other database: no probe. The change query then runs at most `UNPROBED_DUTY` of the time (a
+  query that took 10 ms is not repeated within 190 ms), so watching costs at most 5% of a core.
+
+The change query, chosen by whether the table has an `updated_at` column:
+
+- with it, the watermark holds the largest `updated_at` seen and either the row count (SQLite and
+  others: `count(*)` and `max(updated_at)` in one scan of the smallest covering index, run only
+  after the probe fired) or PostgreSQL's deleted-rows count; a poll returns the people of rows
+  whose `updated_at` lies after the old maximum, up to the new one (an index range on `updated_at`),
+  so rows written during the poll are picked up next time. If the row count fell or the deleted
+  count moved (rows deleted), or the watermark is absent or from another mode, the answer is "full
+  reconcile" (`person_ids=None`). Not visible to this fast path, and left to the periodic full
+  reconcile: rows with an empty `updated_at`, rows written with an `updated_at` older than the
+  watermark (a transaction that commits long after it stamped its rows included), a deletion
+  offset by inserts in the same interval on SQLite, and the person a row was moved away from.
+  Text `updated_at` columns are compared as text, so they must be written in one consistent ISO
+  format. An index on `updated_at` makes the probe and the query index-backed
+  (docs/consent-source-indexes.md).
+- without it, the table's mapped columns (and duplicate marks) are read once and each person's
+  rows summed into a 64-bit digest (`flagsync.core.digests`: the person id in a compact key table
+  plus 8 bytes, about 30 bytes a person, held in this process only). The people whose digest differs
+  from the version the caller's watermark names changed (an insert, an update, a deletion, a row
+  moved between people, or all of a person's rows gone). This version and the caller's are kept
+  until the caller moves on; a watermark this process does not hold (the first poll, another
+  process) means "full reconcile". The watermark names a version of this process only.
 """
 
 from __future__ import annotations
@@ -369,6 +393,8 @@ class SqlConsentSource:
             since = _decode_value(previous)
         except ValueError:
             return Changes(person_ids=None, watermark=current)  # a watermark we cannot use: start afresh
+        if since is not None and (newest is None or _before(newest, since)):
+            return Changes(person_ids=None, watermark=current)  # the newest rows went (deleted, truncated, or backdated)
         if newest is None:
             return Changes(person_ids=frozenset(), watermark=current)
         window = [updated_at <= newest, updated_at > since if since is not None else updated_at.is_not(None)]
@@ -704,3 +730,11 @@ def _row_digest(values: tuple[Any, ...]) -> int:
     except TypeError:  # a driver value that cannot be hashed (a list, a dict): hash its text instead
         digest = hash(repr(values[:-1]))
     return (digest + (_REPEATED_MARK if values[-1] is not None else 0)) & DIGEST_MASK
+
+
+def _before(value: object, other: object) -> bool:
+    """Whether `value` sorts before `other` (values of two kinds that do not compare count as before: start afresh)."""
+    try:
+        return bool(value < other)  # type: ignore[operator]
+    except TypeError:
+        return True

@@ -321,3 +321,15 @@ def test_a_postgresql_view_without_updated_at_is_polled_at_a_bounded_cost(
         assert source.changes_since(mark).person_ids == frozenset({"P3"})
     finally:
         source.close()
+
+
+def test_the_newest_rows_going_asks_for_a_full_reconcile_at_once(database: Database) -> None:
+    """When the newest updated_at falls (the table emptied, TRUNCATE included), the next poll asks for a full reconcile."""
+    create_table(database)
+    source = SqlConsentSource(database.url, "consent_records")
+    try:
+        mark = source.changes_since(None).watermark
+        write(database, "TRUNCATE consent_records" if is_postgres(database) else "DELETE FROM consent_records")
+        assert source.changes_since(mark).person_ids is None
+    finally:
+        source.close()
