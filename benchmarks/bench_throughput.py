@@ -187,17 +187,30 @@ def client_cpu(figures: Figures, *, count: int, rounds: int) -> None:
 # Whole run against the mock, interleaved with a bare loop
 
 
-def _flagsync_run(mock: benchlib.MockServer, ws: benchlib.Workspace, people: int) -> tuple[int, float, float]:
-    """A converging `flagsync sync --json` from a reset mock and no state: (adds, durationSeconds, command wall s)."""
+def _flagsync_run(mock: benchlib.MockServer, ws: benchlib.Workspace, people: int) -> tuple[int, float, float, float, float]:
+    """A converging `flagsync sync --json` from a reset mock and no state.
+
+    Returns (adds, durationSeconds, command wall s, the command's CPU s, the mock's CPU s meanwhile).
+    """
     mock.reset()
     ws.fresh_state()
+    mock_cpu = benchlib.process_cpu_seconds(mock.pid)
     run = ws.cli("sync", "--json")
+    mock_cpu = benchlib.process_cpu_seconds(mock.pid) - mock_cpu
     doc = run.json()
     adds, duration = doc["counts"]["adds"], doc["durationSeconds"]
     flags = len(mock.active_flags())
     if run.code != 0 or adds != people or flags != people:
         raise RuntimeError(f"flagsync sync: exit {run.code}, {adds} adds, {flags} flags in One")
-    return adds, float(duration), run.wall_s
+    return adds, float(duration), run.wall_s, run.cpu_s, mock_cpu
+
+
+def _bare_run(mock: benchlib.MockServer, people: int) -> tuple[int, float, float, float]:
+    """The bare loop from a reset mock: (created, seconds, this process's CPU s, the mock's CPU s meanwhile)."""
+    mock.reset()
+    mock_cpu, own_cpu = benchlib.process_cpu_seconds(mock.pid), time.process_time()
+    created, seconds = bare_loop(mock.url, range(people))
+    return created, seconds, time.process_time() - own_cpu, benchlib.process_cpu_seconds(mock.pid) - mock_cpu
 
 
 def whole_run_pairs(figures: Figures, people: int, pairs: int, warmup: int = 1) -> None:
@@ -210,15 +223,13 @@ def whole_run_pairs(figures: Figures, people: int, pairs: int, warmup: int = 1) 
     bares: list[float] = []
     with benchlib.mock_and_workspace(people=people) as (mock, ws):
         for _ in range(warmup):
-            adds, duration, _wall = _flagsync_run(mock, ws, people)
-            mock.reset()
-            created, seconds = bare_loop(mock.url, range(people))
+            adds, duration, *_ = _flagsync_run(mock, ws, people)
+            created, seconds, *_ = _bare_run(mock, people)
             rates = f"flagsync run {adds / duration:.0f} creates/s, bare loop {created / seconds:.0f} creates/s"
             print(f"  warm-up (not counted): {rates}")
         for pair in range(pairs):
-            adds, duration, wall = _flagsync_run(mock, ws, people)
-            mock.reset()
-            created, seconds = bare_loop(mock.url, range(people))
+            adds, duration, wall, cpu, mock_cpu = _flagsync_run(mock, ws, people)
+            created, seconds, bare_cpu, bare_mock_cpu = _bare_run(mock, people)
             if created != people:
                 raise RuntimeError(f"the bare loop created {created} of {people}")
             runs.append(adds / duration)
@@ -226,7 +237,9 @@ def whole_run_pairs(figures: Figures, people: int, pairs: int, warmup: int = 1) 
             ratios.append(runs[-1] / bares[-1])
             print(
                 f"  pair {pair + 1}: flagsync run {runs[-1]:.0f} creates/s ({duration:.2f} s, command {wall:.2f} s),"
-                f" bare loop {bares[-1]:.0f} creates/s ({seconds:.2f} s), ratio {ratios[-1]:.3f}"
+                f" bare loop {bares[-1]:.0f} creates/s ({seconds:.2f} s), ratio {ratios[-1]:.3f};"
+                f" CPU-ms a create, client/mock: flagsync {1000 * cpu / adds:.2f}/{1000 * mock_cpu / adds:.2f}"
+                f" (the whole command), bare loop {1000 * bare_cpu / created:.2f}/{1000 * bare_mock_cpu / created:.2f}"
             )
     median = statistics.median(ratios)
     figures.add(

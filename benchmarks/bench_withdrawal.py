@@ -39,17 +39,20 @@ def _wait_converged(mock: benchlib.MockServer, daemon: subprocess.Popen[bytes], 
         time.sleep(0.5)
 
 
-def measure(kind: str, people: int, withdrawals: int, span: float, poll_interval: float | None) -> list[float]:
+def measure(
+    kind: str, people: int, withdrawals: int, span: float, poll_interval: float | None, *, granted: int | None = None
+) -> list[float]:
     """Latencies (s) of `withdrawals` withdrawals over `span` s; the daemon polls every `poll_interval` s (None: default)."""
     rng = random.Random(7)
-    chosen = rng.sample(range(people), withdrawals)
+    every = max(1, people // granted) if granted else 1
+    chosen = rng.sample(range(0, people, every), withdrawals)
     offsets = sorted(rng.uniform(0, span) for _ in chosen)
     sync = {} if poll_interval is None else {"change_poll_interval": poll_interval}
-    with benchlib.mock_and_workspace(people=people, kind=KINDS[kind]) as (mock, ws):
+    with benchlib.mock_and_workspace(people=people, granted=range(0, people, every), kind=KINDS[kind]) as (mock, ws):
         ws.write_config(sync=sync)
         daemon = ws.start("daemon")
         try:
-            _wait_converged(mock, daemon, people, 120)
+            _wait_converged(mock, daemon, len(range(0, people, every)), 600)
             time.sleep(1.0)  # past the start-up reconcile's last write
             started = time.monotonic()
             withdrawn_at: dict[str, float] = {}
@@ -154,6 +157,7 @@ def run(
     idle_seconds: float | None = None,
     latency: bool = True,
     idle: bool = True,
+    people: int = 200,
 ) -> None:
     interval = poll_interval or _default_poll_interval()
     label = "default" if poll_interval is None else f"poll_{poll_interval:g}s"
@@ -162,7 +166,9 @@ def run(
         if latency:
             count = 8 if quick else 30
             span = max(20.0 if quick else 60.0, 5 * interval)
-            report(figures, f"withdrawal.{kind}.{label}", measure(kind, 200, count, span, poll_interval), TARGET_P95)
+            granted = None if people <= 200 else people // 10
+            name = f"withdrawal.{kind}.{label}" if people == 200 else f"withdrawal.{kind}.{people}.{label}"
+            report(figures, name, measure(kind, people, count, span, poll_interval, granted=granted), TARGET_P95)
         if idle:
             records = 20_000 if quick else 100_000
             seconds = idle_seconds or (20.0 if quick else 60.0)
@@ -191,6 +197,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, help="how long the idle CPU is measured (default 60, --quick 20)")
     parser.add_argument("--no-latency", action="store_true", help="only the idle CPU")
     parser.add_argument("--no-idle", action="store_true", help="only the latencies")
+    parser.add_argument("--people", type=int, default=200, help="records (one a person; above 200, 10%% granted) for latencies")
     args = parser.parse_args()
     figures = Figures()
     for line in benchlib.machine_lines():
@@ -204,6 +211,7 @@ def main() -> None:
         idle_seconds=args.idle_seconds,
         latency=not args.no_latency,
         idle=not args.no_idle,
+        people=args.people,
     )
     print("\n" + benchlib.summary_table(figures.items))
 

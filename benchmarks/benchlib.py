@@ -159,6 +159,10 @@ class MockServer:
                 raise RuntimeError("flagsync-mock did not start")
             time.sleep(0.05)
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def __enter__(self) -> MockServer:
         return self
 
