@@ -41,7 +41,11 @@ SHA-256 of the file's content. The probe is the person index's validity check ab
 unchanged file costs no read at all. When the file changed, one pass over it rebuilds the person
 index and, in the same pass, each person's digest (`flagsync.core.digests`: the sum of a 64-bit hash
 of each of their rows' contract values and duplicate mark; 8 bytes a person beside the index's
-~45 bytes a row). The people whose digests differ from those of the version the caller's watermark
+~45 bytes a row, and 8 bytes a row of record-id hashes). A file that only gained rows at its end (it
+begins with exactly the bytes the index was built from: their SHA-256 matches) is not read again:
+only the new rows are parsed, into copies of the index's tables, unless a new row's record id hash
+is already known (it may repeat a record id, which changes who is uncertain), in which case the
+whole file is read. The people whose digests differ from those of the version the caller's watermark
 names are the people who changed: a row added, edited, deleted or moved to or from them, and people
 who appeared or whose rows all went (their ids are still in the previous version's index, so they
 are named too and their flag goes in a person sync). The previous version is kept only while the
@@ -61,6 +65,7 @@ import os
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,6 +144,7 @@ class _PersonIndex:
     offsets: array[int]  # per data row: where the record starts
     repeated: bytearray  # per data row: 1 when its record id occurs more than once in the file
     digests: array[int]  # per person: the sum of their rows' digests (`PersonDigests`), for change detection
+    record_hashes: array[int]  # sorted 64-bit hashes of the rows' record ids, to extend the index by appended rows
     racy_until_ns: int = 0  # 0: the stat identity alone is trusted; else hash-check until this time has passed
 
     @property
@@ -305,7 +311,8 @@ class CsvConsentSource:
         index = self._index
         if index is not None and self._still_valid(index):
             return index
-        index = self._build_index()
+        extended = self._extended_index(index) if index is not None else None
+        index = extended if extended is not None else self._build_index()
         self._index = index
         return index
 
@@ -341,11 +348,14 @@ class CsvConsentSource:
             people, ids = KeyTable(), KeyTable()
             counts = bytearray()
             first_row, last_row, next_row, offsets, per_row = array("i"), array("i"), array("i"), array("Q"), array("i")
-            digests, person_of_row = array("Q"), array("i")
+            digests, person_of_row, record_hashes = array("Q"), array("i"), array("Q")
             for offset, fields in records:
                 row = len(offsets)
                 offsets.append(offset)
-                per_row.append(_count(ids, counts, normalize_text(fields[record_id_at])))
+                record_id = normalize_text(fields[record_id_at])
+                per_row.append(_count(ids, counts, record_id))
+                if record_id is not None:
+                    record_hashes.append(hash(record_id) & DIGEST_MASK)
                 next_row.append(-1)
                 person_id = normalize_person_id(fields[person_id_at])
                 if person_id is None:
@@ -386,7 +396,95 @@ class CsvConsentSource:
             offsets=offsets,
             repeated=repeated,
             digests=digests,
+            record_hashes=array("Q", sorted(record_hashes)),
             racy_until_ns=racy_until,
+        )
+
+    def _extended_index(self, old: _PersonIndex) -> _PersonIndex | None:
+        """The index of a file that is `old`'s file with rows appended, from reading only the new rows; else None.
+
+        The file must begin with exactly the bytes `old` was built from (their SHA-256 is `old.digest`),
+        ending at a line end. The new rows are parsed as a whole read parses them, and added to copies of
+        `old`'s tables (`old` stays as it was: the caller may still diff against it). None - build the
+        index afresh - when the file does not begin so, when a new row's record id may repeat another's
+        (its 64-bit hash is already known), or when anything in the new rows would fail a read.
+        """
+        started = time.time_ns()
+        size = old.identity[2]
+        hasher = hashlib.sha256()
+        try:
+            with self._open() as binary:
+                before = _identity(os.fstat(binary.fileno()))
+                if before[2] < size:
+                    return None
+                remaining, last = size, b"\n"
+                while remaining:
+                    chunk = binary.read(min(_CHUNK, remaining))
+                    if not chunk:
+                        return None
+                    hasher.update(chunk)
+                    remaining -= len(chunk)
+                    last = chunk[-1:]
+                if hasher.digest() != old.digest or last != b"\n":
+                    return None
+                feed = _LineFeed(self, binary, hasher, bom=False)
+                records = self._data(csv.reader(feed, strict=True), feed, old.header.width, binary)
+                index = self._appended(old, records)
+                after = _identity(os.fstat(binary.fileno()))
+        except SourceError:
+            return None  # the full read names what is wrong, and where
+        if index is None or after != before:
+            return None
+        modified = max(before[3], before[4])
+        index.identity = before
+        index.digest = hasher.digest()
+        index.racy_until_ns = modified + RACY_WINDOW_NS if modified + RACY_WINDOW_NS >= started else 0
+        return index
+
+    def _appended(self, old: _PersonIndex, records: Iterator[tuple[int, list[str]]]) -> _PersonIndex | None:
+        """Copies of `old`'s tables with `records` (appended rows) added; None when a record id may repeat."""
+        values = old.header.values
+        record_id_at, person_id_at = old.header.positions[0], old.header.positions[1]
+        people, digests = old.people.copy(), array("Q", old.digests)
+        first_row, next_row, offsets = array("i", old.first_row), array("i", old.next_row), array("Q", old.offsets)
+        repeated, known, added_ids = bytearray(old.repeated), old.record_hashes, set[int]()
+        for offset, fields in records:
+            record_id = normalize_text(fields[record_id_at])
+            if record_id is not None:
+                record_hash = hash(record_id) & DIGEST_MASK
+                at = bisect_left(known, record_hash)
+                if (at < len(known) and known[at] == record_hash) or record_hash in added_ids:
+                    return None  # maybe a repeated record id: the full pass decides who it makes uncertain
+                added_ids.add(record_hash)
+            row = len(offsets)
+            offsets.append(offset)
+            next_row.append(-1)
+            repeated.append(0)
+            person_id = normalize_person_id(fields[person_id_at])
+            if person_id is None:
+                continue
+            row_digest = hash(values(fields)) & DIGEST_MASK
+            number, added = people.add(person_id)
+            if added:
+                first_row.append(row)
+                digests.append(row_digest)
+                continue
+            last = first_row[number]
+            while next_row[last] >= 0:
+                last = next_row[last]
+            next_row[last] = row
+            digests[number] = (digests[number] + row_digest) & DIGEST_MASK
+        return _PersonIndex(
+            identity=old.identity,
+            digest=old.digest,
+            header=old.header,
+            people=people,
+            first_row=first_row,
+            next_row=next_row,
+            offsets=offsets,
+            repeated=repeated,
+            digests=digests,
+            record_hashes=array("Q", sorted((*known, *added_ids))) if added_ids else known,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -496,9 +594,9 @@ class _LineFeed:
 
     __slots__ = ("_lines", "consumed")
 
-    def __init__(self, source: CsvConsentSource, binary: BufferedReader, hasher: _Hasher) -> None:
+    def __init__(self, source: CsvConsentSource, binary: BufferedReader, hasher: _Hasher, *, bom: bool = True) -> None:
         self.consumed = binary.tell()
-        self._lines = source._lines(self._counted(binary), hasher)
+        self._lines = source._lines(self._counted(binary), hasher, bom=bom)
 
     def _counted(self, binary: BufferedReader) -> Iterator[bytes]:
         for raw in binary:

@@ -18,6 +18,7 @@ from flagsync.ports import Changes
 from .conftest import CONTRACT, NOW, make_row, write_csv
 
 Row = dict[str, str | None]
+PEOPLE = [f"P{n}" for n in range(1, 7)]
 
 
 def base_rows() -> list[Row]:
@@ -25,16 +26,23 @@ def base_rows() -> list[Row]:
 
 
 @pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the passes that build a person index (one per file version read)."""
-    counted: list[int] = []
-    original = CsvConsentSource._build_index
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each pass that makes a person index: "build" (the whole file) or "extend" (appended rows only)."""
+    counted: list[str] = []
+    build, extend = CsvConsentSource._build_index, CsvConsentSource._extended_index
 
-    def counting(self: CsvConsentSource) -> object:
-        counted.append(1)
-        return original(self)
+    def building(self: CsvConsentSource) -> object:
+        counted.append("build")
+        return build(self)
 
-    monkeypatch.setattr(CsvConsentSource, "_build_index", counting)
+    def extending(self: CsvConsentSource, old: object) -> object:
+        made = extend(self, old)  # type: ignore[arg-type]
+        if made is not None:
+            counted.append("extend")
+        return made
+
+    monkeypatch.setattr(CsvConsentSource, "_build_index", building)
+    monkeypatch.setattr(CsvConsentSource, "_extended_index", extending)
     return counted
 
 
@@ -55,7 +63,7 @@ def test_an_unchanged_file_costs_one_stat_and_no_read(tmp_path: Path, builds: li
     monkeypatch.setattr(CsvConsentSource, "_open", no_open)
     for _ in range(5):
         assert source.changes_since(mark) == Changes(frozenset(), mark)
-    assert builds == [1]
+    assert builds == ["build"]
 
 
 @pytest.mark.parametrize(
@@ -111,16 +119,65 @@ def test_a_caller_retrying_its_watermark_is_told_the_same_people(tmp_path: Path)
     assert source.changes_since(mark).person_ids is None  # the caller moved on: the old version was let go
 
 
-def test_a_person_read_after_a_change_uses_the_index_the_poll_built(tmp_path: Path, builds: list[int]) -> None:
-    """The pass that finds who changed also rebuilds the person index: the person sync that follows reads no more."""
+def test_a_person_read_after_a_change_uses_the_index_the_poll_built(tmp_path: Path, builds: list[str]) -> None:
+    """The pass that finds who changed also makes the person index: the person sync that follows reads no more."""
     path = write_csv(tmp_path / "c.csv", base_rows())
     source = CsvConsentSource(path)
     mark = source.changes_since(None).watermark
-    write_csv(path, [*base_rows(), make_row("r7", "P2", decision="withdrawn", informed=None, consented_by=None)])
+    edited = base_rows()
+    edited[1]["decision"] = "withdrawn"
+    write_csv(path, edited)
     assert source.changes_since(mark).person_ids == frozenset({"P2"})
-    assert len(builds) == 2
+    assert builds == ["build", "build"]
+    assert [item.decision.value for item in source.read_person("P2", NOW)] == ["withdrawn"]  # type: ignore[union-attr]
+    assert builds == ["build", "build"]
+
+
+def test_appended_rows_are_read_alone(tmp_path: Path, builds: list[str]) -> None:
+    """A file that only gained rows at its end is not read again: the new rows extend a copy of the index."""
+    path = write_csv(tmp_path / "c.csv", base_rows())
+    source = CsvConsentSource(path)
+    mark = source.changes_since(None).watermark
+    appended = [make_row("r7", "P2", decision="withdrawn", informed=None, consented_by=None), make_row("r8", "P8")]
+    write_csv(path, [*base_rows(), *appended])
+    changed = source.changes_since(mark)
+    assert changed.person_ids == frozenset({"P2", "P8"})
+    assert builds == ["build", "extend"]
     assert [item.record_id for item in source.read_person("P2", NOW)] == ["r2", "r7"]  # type: ignore[union-attr]
-    assert len(builds) == 2
+    assert source.changes_since(mark) == changed  # the caller's old version was kept intact
+    fresh = CsvConsentSource(path)
+    for person in [*PEOPLE, "P8"]:
+        assert sorted(map(repr, source.read_person(person, NOW))) == sorted(map(repr, fresh.read_person(person, NOW)))
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        [make_row("r1", "P7")],  # repeats an old record id: the full pass marks both r1 rows
+        [make_row("r7", "P7"), make_row("r7", "P8")],  # a record id repeated among the new rows
+    ],
+)
+def test_appended_rows_that_may_repeat_a_record_id_are_read_in_full(tmp_path: Path, builds: list[str], tail: list[Row]) -> None:
+    """Whether a new row repeats a record id decides who is uncertain: then the whole file is read again."""
+    path = write_csv(tmp_path / "c.csv", base_rows())
+    source = CsvConsentSource(path)
+    mark = source.changes_since(None).watermark
+    write_csv(path, [*base_rows(), *tail])
+    expected = {"P1", "P7"} if tail[0]["record_id"] == "r1" else {"P7", "P8"}
+    assert source.changes_since(mark).person_ids == frozenset(expected)
+    assert builds == ["build", "build"]
+
+
+def test_a_file_that_no_longer_begins_with_the_old_bytes_is_read_in_full(tmp_path: Path, builds: list[str]) -> None:
+    """An edit before the end (or a shorter file) is not an append: the whole file is read."""
+    path = write_csv(tmp_path / "c.csv", base_rows())
+    source = CsvConsentSource(path)
+    mark = source.changes_since(None).watermark
+    write_csv(path, [make_row("r0", "P9"), *base_rows()])
+    assert source.changes_since(mark).person_ids == frozenset({"P9"})
+    write_csv(path, base_rows()[:3])
+    assert source.changes_since(mark).person_ids == frozenset({"P1", "P4", "P5"})  # r4, r5 and P1's r6 went
+    assert builds == ["build", "build", "build"]
 
 
 def test_a_same_content_rewrite_names_nobody(tmp_path: Path) -> None:
@@ -137,7 +194,6 @@ def test_a_same_content_rewrite_names_nobody(tmp_path: Path) -> None:
 # The diff names exactly the changed people, whatever the edit
 
 
-PEOPLE = [f"P{n}" for n in range(1, 7)]
 rows_strategy = st.lists(
     st.fixed_dictionaries(
         {
@@ -189,3 +245,22 @@ def test_the_diff_names_exactly_the_people_whose_rows_differ(before: list[dict[s
             assert changed.person_ids == frozenset() and expected_changed(old, new) == frozenset()
         else:
             assert changed.person_ids == expected_changed(old, new)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(before=rows_strategy, appended=rows_strategy)
+def test_appending_rows_gives_what_a_fresh_read_gives(before: list[dict[str, str]], appended: list[dict[str, str]]) -> None:
+    """Rows appended to a file: the diff is the model's, and every person read equals one from a fresh source."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "c.csv"
+        old, new = full_rows(before), full_rows(before + appended)
+        header = list(make_row("x"))
+        write_csv(path, old, header)
+        source = CsvConsentSource(path)
+        mark = source.changes_since(None).watermark
+        write_csv(path, new, header)
+        changed = source.changes_since(mark)
+        assert changed.person_ids == (frozenset() if changed.watermark == mark else expected_changed(old, new))
+        fresh = CsvConsentSource(path)
+        for person in PEOPLE:
+            assert sorted(map(repr, source.read_person(person, NOW))) == sorted(map(repr, fresh.read_person(person, NOW)))
