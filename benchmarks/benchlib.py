@@ -159,6 +159,10 @@ class MockServer:
                 raise RuntimeError("flagsync-mock did not start")
             time.sleep(0.05)
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def __enter__(self) -> MockServer:
         return self
 
@@ -353,6 +357,104 @@ def record_decision(path: Path, who: int, decision: str, *, tag: str) -> datetim
     return now
 
 
+def _decision_row(who: int, decision: str, tag: str, now: datetime) -> tuple[str | None, ...]:
+    granted = decision == "granted"
+    return (
+        f"CR-{tag}",
+        person_id(who),
+        decision,
+        "yes" if granted else "no",
+        "parent" if granted else None,
+        now.isoformat(timespec="microseconds"),
+        "2030-12-31",
+        "open",
+        "v2",
+        stamp(now),
+        *(["x"] * len(EXTRA_COLUMNS)),
+    )
+
+
+def record_decision_csv(path: Path, who: int, decision: str, *, tag: str) -> datetime:
+    """Add a newer decision for person `who` to the CSV export the way an export job does: a new file renamed over the old."""
+    now = datetime.now(UTC)
+    row = ["" if value is None else value for value in _decision_row(who, decision, tag, now)]
+    temporary = path.with_name(path.name + ".new")
+    with path.open("rb") as old, temporary.open("wb") as new:
+        while chunk := old.read(1 << 20):
+            new.write(chunk)
+    with temporary.open("a", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerow(row)
+    os.replace(temporary, path)
+    return now
+
+
+# ----------------------------------------------------------------------------------------------
+# PostgreSQL consent databases (a temporary database on 127.0.0.1:5432)
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@contextlib.contextmanager
+def temporary_pg_database(prefix: str = "flagsync_bench_") -> Iterator[str]:
+    """A uniquely named, empty PostgreSQL database; yields its URL and drops it (connections and all) afterwards."""
+    import uuid  # noqa: PLC0415 - only PostgreSQL benchmarks need it
+
+    import psycopg  # noqa: PLC0415 - the postgres extra; only PostgreSQL benchmarks need it
+
+    name = prefix + uuid.uuid4().hex[:12]
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_consent_pg(url: str, people: int, granted: Iterable[int] | None = None, *, records: int | None = None) -> None:
+    """The rows of `create_consent_db` in PostgreSQL: record_id the primary key, `updated_at` a timestamptz, both indexes."""
+    import psycopg  # noqa: PLC0415 - the postgres extra
+
+    wanted = set(range(people)) if granted is None else set(granted)
+    total = people if records is None else records
+    contract = (
+        "record_id text PRIMARY KEY, person_id text, decision text, informed text, consented_by text, recorded_at text, "
+        "expires_at text, case_status text, consent_version text, updated_at timestamptz"
+    )
+    extras = ", ".join(f"{name} text" for name in EXTRA_COLUMNS)
+    with psycopg.connect(url) as db:
+        db.execute(f"CREATE TABLE consent_records ({contract}, {extras})")
+        with db.cursor().copy("COPY consent_records FROM STDIN") as copy:
+            for n in range(total):
+                copy.write_row(_row(n, people, wanted))
+        db.execute('CREATE INDEX consent_records_person_id_c ON consent_records (person_id COLLATE "C")')
+        db.execute("CREATE INDEX consent_records_updated_at ON consent_records (updated_at)")
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("VACUUM ANALYZE consent_records")
+
+
+def record_decision_pg(url: str, who: int, decision: str, *, tag: str) -> datetime:
+    """Insert a newer decision for person `who` into the PostgreSQL consent table; returns the moment written."""
+    import psycopg  # noqa: PLC0415 - the postgres extra
+
+    now = datetime.now(UTC)
+    row = list(_decision_row(who, decision, tag, now))
+    row[9] = now  # updated_at is a timestamptz there
+    with psycopg.connect(url) as db:
+        db.execute(f"INSERT INTO consent_records VALUES ({', '.join(['%s'] * len(row))})", row)  # noqa: S608 - placeholders only
+    return now
+
+
+# ----------------------------------------------------------------------------------------------
+# A process's CPU time
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process (not its children) has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ----------------------------------------------------------------------------------------------
 # flagsync configuration and runs
 
@@ -378,24 +480,56 @@ class Workspace:
         self.state_db = self.path / "state.db"
         self.secrets = self.path / "secrets"
         self.secrets.mkdir()
+        self.pg_url: str | None = None
+        self._pg: contextlib.ExitStack | None = None
         if people and kind == "sql":
             create_consent_db(self.consent_db, people, granted, records=records)
         elif people and kind == "csv":
             create_consent_csv(self.consent_csv, people, granted, records=records)
+        elif kind == "pg":
+            self._pg = contextlib.ExitStack()
+            try:
+                self.pg_url = self._pg.enter_context(temporary_pg_database())
+                if people:
+                    create_consent_pg(self.pg_url, people, granted, records=records)
+            except BaseException:
+                self._pg.close()
+                self._dir.cleanup()
+                raise
         self.config = self.write_config()
 
     def __enter__(self) -> Workspace:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._dir.cleanup()
+        try:
+            if self._pg is not None:
+                self._pg.close()
+        finally:
+            self._dir.cleanup()
 
-    def write_config(self, one: Mapping[str, object] | None = None, sync: Mapping[str, object] | None = None) -> Path:
-        source: dict[str, object] = (
-            {"kind": "csv", "path": str(self.consent_csv)}
-            if self.kind == "csv"
-            else {"kind": "sql", "url": f"sqlite:///{self.consent_db}", "table": "consent_records"}
-        )
+    def record_decision(self, who: int, decision: str, *, tag: str) -> datetime:
+        """A newer decision for person `who` in this workspace's consent source (SQLite, PostgreSQL or CSV)."""
+        if self.kind == "csv":
+            return record_decision_csv(self.consent_csv, who, decision, tag=tag)
+        if self.kind == "pg":
+            assert self.pg_url is not None
+            return record_decision_pg(self.pg_url, who, decision, tag=tag)
+        return record_decision(self.consent_db, who, decision, tag=tag)
+
+    def write_config(
+        self,
+        one: Mapping[str, object] | None = None,
+        sync: Mapping[str, object] | None = None,
+        daemon: Mapping[str, object] | None = None,
+    ) -> Path:
+        source: dict[str, object]
+        if self.kind == "csv":
+            source = {"kind": "csv", "path": str(self.consent_csv)}
+        elif self.kind == "pg":
+            source = {"kind": "sql", "url": str(self.pg_url), "table": "consent_records"}
+        else:
+            source = {"kind": "sql", "url": f"sqlite:///{self.consent_db}", "table": "consent_records"}
         sections: dict[str, dict[str, object]] = {
             "source": source,
             "one": {"base_url": self.mock_url, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **(one or {})},
@@ -403,7 +537,7 @@ class Workspace:
             "state": {"url": f"sqlite:///{self.state_db}"},
             "audit": {"hmac_key": "benchmark-key-not-a-secret-000000"},
             "log": {"format": "json", "level": "WARNING"},
-            "daemon": {"http_port": 0, "http_host": "127.0.0.1"},
+            "daemon": {"http_port": 0, "http_host": "127.0.0.1", **(daemon or {})},
         }
         text = ""
         for name, values in sections.items():

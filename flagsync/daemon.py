@@ -29,7 +29,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flagsync.bootstrap import App
 from flagsync.core.model import RunTrigger
-from flagsync.core.schedule import FULL_RUN_HEALTHY, PollAction, PollStep, change_poll_step, watermark_moves
+from flagsync.core.schedule import (
+    FULL_RUN_HEALTHY,
+    PollAction,
+    PollStep,
+    change_poll_step,
+    full_reconcile_due,
+    watermark_moves,
+)
 from flagsync.daemon_http import HealthEndpoint
 from flagsync.errors import ConfigError, FlagsyncError, RunInProgressError, RunInterrupted
 from flagsync.logs import safe_error_summary
@@ -40,6 +47,9 @@ log = structlog.get_logger("flagsync.daemon")
 #: How long SIGTERM waits for a run in progress before the process leaves anyway (spec: exit within 10 s).
 SHUTDOWN_GRACE_SECONDS = 8.0
 
+#: While the change query keeps failing, it is logged at most this often (with the count of failures).
+CHANGE_FAILURE_LOG_SECONDS = 60.0
+
 
 class Daemon:
     """Owns leadership, the scheduler, the health/metrics endpoint and the shutdown sequence."""
@@ -49,6 +59,7 @@ class Daemon:
         self.settings = app.settings.sync
         self.started_at = time.monotonic()
         self.last_full_ok: float | None = None
+        self.last_full_ended: float | None = None  # any outcome: a change poll spaces its full reconciles from it
         self.leading_since: float | None = None
         self.stopping = threading.Event()
         self.idle = threading.Event()
@@ -56,6 +67,8 @@ class Daemon:
         self._leader = app.leader_lock
         self._standby_logged = False
         self._lead_error = False
+        self._changes_failures = 0  # consecutive change polls whose change query failed
+        self._changes_failure_logged = 0.0
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": SchedulerThreadPool(max_workers=1)},
@@ -136,6 +149,7 @@ class Daemon:
             log.error("source.watermark_failed", error_type=type(exc).__name__, error=str(exc))
             watermark = None
         report = self._run(RunTrigger.SCHEDULED_FULL, None)
+        self.last_full_ended = time.monotonic()
         outcome = report.outcome if report is not None else None
         if outcome in FULL_RUN_HEALTHY:
             self.last_full_ok = time.monotonic()
@@ -154,22 +168,41 @@ class Daemon:
         pending = self.app.state.pending_removals()
         self.app.metrics.removals_stored(pending)
         removal_due = any(not p.held for p in pending)
+        since_full = None if self.last_full_ended is None else time.monotonic() - self.last_full_ended
+        full_due = full_reconcile_due(since_full)
         changed: frozenset[str] | None = None
         watermark: str | None = None
-        if not removal_due:
+        if not (removal_due and full_due):
             try:
+                # Cheap while nothing changed: the source answers from its change probe (see its changes_since).
                 changes = self.app.source.changes_since(self.app.state.get_watermark())
             except FlagsyncError as exc:
-                log.error("source.changes_failed", error_type=type(exc).__name__, error=str(exc))
+                self._changes_failed(exc)
                 return
+            self._changes_recovered()
             changed, watermark = changes.person_ids, changes.watermark
-        self._carry_out(change_poll_step(removal_due=removal_due, changed=changed), watermark)
+        self._carry_out(change_poll_step(removal_due=removal_due, changed=changed, full_due=full_due), watermark)
+
+    def _changes_failed(self, exc: FlagsyncError) -> None:
+        """Log a failed change query: the first of a series, then at most once a minute (polls come every second)."""
+        now = time.monotonic()
+        self._changes_failures += 1
+        if self._changes_failures == 1 or now - self._changes_failure_logged >= CHANGE_FAILURE_LOG_SECONDS:
+            log.error("source.changes_failed", error_type=type(exc).__name__, error=str(exc), count=self._changes_failures)
+            self._changes_failure_logged = now
+
+    def _changes_recovered(self) -> None:
+        if self._changes_failures:
+            log.info("source.changes_recovered", count=self._changes_failures)
+            self._changes_failures = 0
 
     def _carry_out(self, step: PollStep, watermark: str | None) -> None:
         if step.action is PollAction.FULL:
             log.info("daemon.full_reconcile_due", reason=step.reason)
             self._full_reconcile()
             return
+        if step.action is PollAction.WAIT:
+            return  # the watermark stays: the same change asks for its full reconcile at the next poll
         outcome = None
         if step.action is PollAction.PEOPLE:
             report = self._run(RunTrigger.CHANGE_POLL, step.person_ids)

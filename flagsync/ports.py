@@ -21,8 +21,8 @@ from flagsync.core.model import Attention, Flag, QuarantinedRecord, Refusal, Run
 class Changes:
     """What changed in the source since a watermark.
 
-    `person_ids` is None when the source cannot tell which people changed (a CSV file whose
-    content hash changed, or the first poll): the caller should run a full reconcile instead.
+    `person_ids` is None when the source cannot tell which people changed (the first poll, rows
+    deleted from a table with `updated_at`): the caller should run a full reconcile instead.
     `watermark` is opaque to the caller; store it and pass it back next time.
     """
 
@@ -47,7 +47,11 @@ class ConsentSource(Protocol):
         ...
 
     def changes_since(self, watermark: str | None) -> Changes:
-        """Which people have records changed since `watermark` (see `Changes`)."""
+        """Which people have records changed since `watermark` (see `Changes`).
+
+        Called every change poll (every second by default): while nothing changed it must cost next
+        to nothing (a probe such as a file stat), reading records only after a change.
+        """
         ...
 
     def describe(self) -> str:

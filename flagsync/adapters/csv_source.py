@@ -35,8 +35,25 @@ content's SHA-256 is checked as well on each person read until one such check pa
 window (the same rule as git's "racily clean" entries). Anything else rebuilds the index. A row
 that no longer parses as the index says (wrong width, another person) rebuilds it too.
 
-Change detection: the watermark is the SHA-256 of the file's content; the same hash means nobody
-changed, a different one means "full reconcile" (a CSV cannot say whose rows changed).
+Change detection (`changes_since`, which the daemon calls every change poll): the watermark is the
+SHA-256 of the file's content. The probe is the person index's validity check above: one `os.stat`
+(device, inode, size, mtime_ns, ctime_ns; a content hash as well inside the racy window), so an
+unchanged file costs no read at all. When the file changed, one pass over it rebuilds the person
+index and, in the same pass, each person's digest (`flagsync.core.digests`: the sum of a 64-bit hash
+of each of their rows' contract values and duplicate mark; 8 bytes a person beside the index's
+~45 bytes a row, and 8 bytes a row of record-id hashes). A file that only gained rows at its end (it
+begins with exactly the bytes the index was built from: their SHA-256 matches) is not read again:
+only the new rows are parsed, into copies of the index's tables, unless a new row's record id hash
+is already known (it may repeat a record id, which changes who is uncertain), in which case the
+whole file is read. The people whose digests differ from those of the version the caller's watermark
+names are the people who changed: a row added, edited, deleted or moved to or from them, and people
+who appeared or whose rows all went (their ids are still in the previous version's index, so they
+are named too and their flag goes in a person sync). The previous version is kept only while the
+caller's watermark still names it (at most two versions at once). "Full reconcile" (`person_ids`
+None) only when this process does not hold the version the watermark names: the first poll, or a
+watermark written by another process. What this cannot see: a change to a column flagsync does
+not read (it changes nothing flagsync decides), and two different versions with the same 64-bit
+digest sum for a person (a collision).
 """
 
 from __future__ import annotations
@@ -48,16 +65,19 @@ import os
 import threading
 import time
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from io import BufferedReader
+from itertools import compress
 from operator import itemgetter
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from flagsync.core.digests import DIGEST_MASK, PersonDigests
 from flagsync.core.keytable import KeyTable
 from flagsync.core.model import CONTRACT_COLUMNS, SourceItem, is_valid_person_id
 from flagsync.core.records import OPTIONAL_COLUMNS, RowParser, normalize_person_id, normalize_text, resolve_column_map
@@ -74,6 +94,8 @@ FIELD_LIMIT = 16 * 1024 * 1024
 RACY_WINDOW_NS = 2_000_000_000
 
 _FIELD_LIMIT_MESSAGE = "field larger than field limit"
+# Added to a person's digest for each of their rows whose record id is repeated in the file.
+_REPEATED_MARK = 0x9E37_79B9_7F4A_7C15
 _CHUNK = 1 << 20
 
 
@@ -121,7 +143,17 @@ class _PersonIndex:
     next_row: array[int]  # per data row: the next row of the same person, -1 at the end
     offsets: array[int]  # per data row: where the record starts
     repeated: bytearray  # per data row: 1 when its record id occurs more than once in the file
+    digests: array[int]  # per person: the sum of their rows' digests (`PersonDigests`), for change detection
+    record_hashes: array[int]  # sorted 64-bit hashes of the rows' record ids, to extend the index by appended rows
     racy_until_ns: int = 0  # 0: the stat identity alone is trusted; else hash-check until this time has passed
+
+    @property
+    def watermark(self) -> str:
+        """The change watermark of this version of the file: its content's SHA-256."""
+        return _WATERMARK_PREFIX + self.digest.hex()
+
+    def person_digests(self) -> PersonDigests:
+        return PersonDigests(self.people, self.digests)
 
     def rows(self, person_id: str) -> list[int]:
         """The data rows of `person_id`, in file order."""
@@ -157,6 +189,10 @@ class CsvConsentSource:
         self._zone = zone if zone is not None else ZoneInfo(_DEFAULT_ZONE)
         self._index: _PersonIndex | None = None
         self._index_lock = threading.Lock()
+        # Change detection: the version a caller's watermark names, while it still differs from the current one,
+        # and the last diff worked out (so a caller retrying the same watermark does not pay for it again).
+        self._retained: _PersonIndex | None = None
+        self._last_diff: tuple[str, str, frozenset[str]] | None = None
 
     # ------------------------------------------------------------------------------------------
     # ConsentSource
@@ -172,16 +208,30 @@ class CsvConsentSource:
         return iter(self._read_person(person_id, now))
 
     def changes_since(self, watermark: str | None) -> Changes:
-        """Nobody when the file's hash equals `watermark`; otherwise "full reconcile"."""
-        with self._open() as binary:
-            try:
-                digest = hashlib.file_digest(binary, "sha256").hexdigest()
-            except OSError as exc:
-                raise SourceError(f"cannot read the consent CSV file {self._path} ({type(exc).__name__})") from None
-        current = _WATERMARK_PREFIX + digest
-        if watermark == current:
-            return Changes(person_ids=frozenset(), watermark=current)
-        return Changes(person_ids=None, watermark=current)
+        """The people whose rows differ between the version `watermark` names and the file now (see the module docstring).
+
+        Costs one `os.stat` while the file is unchanged; after a change, one pass over the file (which
+        also rebuilds the person index the following person reads use). None ("full reconcile") when
+        this process does not hold the version `watermark` names (the first poll, another process's
+        watermark).
+        """
+        with self._index_lock:
+            before = self._index
+            index = self._current_index_locked()
+            current = index.watermark
+            if watermark == current:
+                self._retained = None
+                return Changes(person_ids=frozenset(), watermark=current)
+            base = next((kept for kept in (self._retained, before) if kept is not None and kept.watermark == watermark), None)
+            self._retained = base
+            if base is None:
+                return Changes(person_ids=None, watermark=current)
+            last = self._last_diff
+            if last is not None and last[0] == base.watermark and last[1] == current:
+                return Changes(person_ids=last[2], watermark=current)
+            changed = index.person_digests().changed_since(base.person_digests())
+            self._last_diff = (base.watermark, current, changed)
+            return Changes(person_ids=changed, watermark=current)
 
     def describe(self) -> str:
         return f"csv file {self._path}"
@@ -255,12 +305,16 @@ class CsvConsentSource:
     def _current_index(self) -> _PersonIndex:
         """The index of the file as it is now: the one kept if still valid, else a new one."""
         with self._index_lock:
-            index = self._index
-            if index is not None and self._still_valid(index):
-                return index
-            index = self._build_index()
-            self._index = index
+            return self._current_index_locked()
+
+    def _current_index_locked(self) -> _PersonIndex:
+        index = self._index
+        if index is not None and self._still_valid(index):
             return index
+        extended = self._extended_index(index) if index is not None else None
+        index = extended if extended is not None else self._build_index()
+        self._index = index
+        return index
 
     def _still_valid(self, index: _PersonIndex) -> bool:
         try:
@@ -290,28 +344,46 @@ class CsvConsentSource:
             before = _identity(os.fstat(binary.fileno()))
             header, records = self._records(binary, hasher)
             record_id_at, person_id_at = header.positions[0], header.positions[1]
+            values = header.values
             people, ids = KeyTable(), KeyTable()
             counts = bytearray()
             first_row, last_row, next_row, offsets, per_row = array("i"), array("i"), array("i"), array("Q"), array("i")
+            digests, person_of_row, record_hashes = array("Q"), array("i"), array("Q")
             for offset, fields in records:
                 row = len(offsets)
                 offsets.append(offset)
-                per_row.append(_count(ids, counts, normalize_text(fields[record_id_at])))
+                record_id = normalize_text(fields[record_id_at])
+                per_row.append(_count(ids, counts, record_id))
+                if record_id is not None:
+                    record_hashes.append(hash(record_id) & DIGEST_MASK)
                 next_row.append(-1)
                 person_id = normalize_person_id(fields[person_id_at])
-                if person_id is not None:
-                    number, added = people.add(person_id)
-                    if added:
-                        first_row.append(row)
-                        last_row.append(row)
-                    else:  # append to the person's chain, keeping file order
-                        next_row[last_row[number]] = row
-                        last_row[number] = row
+                if person_id is None:
+                    person_of_row.append(-1)
+                    continue
+                # The row's digest: Python's hash of its contract values (keyed per process; kept in memory only).
+                row_digest = hash(values(fields)) & DIGEST_MASK
+                number, added = people.add(person_id)
+                person_of_row.append(number)
+                if added:
+                    first_row.append(row)
+                    last_row.append(row)
+                    digests.append(row_digest)
+                else:  # append to the person's chain, keeping file order
+                    next_row[last_row[number]] = row
+                    last_row[number] = row
+                    digests[number] = (digests[number] + row_digest) & DIGEST_MASK
             after = _identity(os.fstat(binary.fileno()))
         if after != before:
             raise SourceError(f"the consent CSV file {self._path} changed while it was being read")
         del ids, last_row
         repeated = bytearray(1 if number >= 0 and counts[number] > 1 else 0 for number in per_row)
+        # A row's duplicate mark is part of what decides its person: it goes into their digest too.
+        for row in compress(range(len(repeated)), repeated):
+            number = person_of_row[row]
+            if number >= 0:
+                digests[number] = (digests[number] + _REPEATED_MARK) & DIGEST_MASK
+        del person_of_row
         modified = max(before[3], before[4])
         racy_until = modified + RACY_WINDOW_NS if modified + RACY_WINDOW_NS >= started else 0
         return _PersonIndex(
@@ -323,7 +395,96 @@ class CsvConsentSource:
             next_row=next_row,
             offsets=offsets,
             repeated=repeated,
+            digests=digests,
+            record_hashes=array("Q", sorted(record_hashes)),
             racy_until_ns=racy_until,
+        )
+
+    def _extended_index(self, old: _PersonIndex) -> _PersonIndex | None:
+        """The index of a file that is `old`'s file with rows appended, from reading only the new rows; else None.
+
+        The file must begin with exactly the bytes `old` was built from (their SHA-256 is `old.digest`),
+        ending at a line end. The new rows are parsed as a whole read parses them, and added to copies of
+        `old`'s tables (`old` stays as it was: the caller may still diff against it). None - build the
+        index afresh - when the file does not begin so, when a new row's record id may repeat another's
+        (its 64-bit hash is already known), or when anything in the new rows would fail a read.
+        """
+        started = time.time_ns()
+        size = old.identity[2]
+        hasher = hashlib.sha256()
+        try:
+            with self._open() as binary:
+                before = _identity(os.fstat(binary.fileno()))
+                if before[2] < size:
+                    return None
+                remaining, last = size, b"\n"
+                while remaining:
+                    chunk = binary.read(min(_CHUNK, remaining))
+                    if not chunk:
+                        return None
+                    hasher.update(chunk)
+                    remaining -= len(chunk)
+                    last = chunk[-1:]
+                if hasher.digest() != old.digest or last != b"\n":
+                    return None
+                feed = _LineFeed(self, binary, hasher, bom=False)
+                records = self._data(csv.reader(feed, strict=True), feed, old.header.width, binary)
+                index = self._appended(old, records)
+                after = _identity(os.fstat(binary.fileno()))
+        except SourceError:
+            return None  # the full read names what is wrong, and where
+        if index is None or after != before:
+            return None
+        modified = max(before[3], before[4])
+        index.identity = before
+        index.digest = hasher.digest()
+        index.racy_until_ns = modified + RACY_WINDOW_NS if modified + RACY_WINDOW_NS >= started else 0
+        return index
+
+    def _appended(self, old: _PersonIndex, records: Iterator[tuple[int, list[str]]]) -> _PersonIndex | None:
+        """Copies of `old`'s tables with `records` (appended rows) added; None when a record id may repeat."""
+        values = old.header.values
+        record_id_at, person_id_at = old.header.positions[0], old.header.positions[1]
+        people, digests = old.people.copy(), array("Q", old.digests)
+        first_row, next_row, offsets = array("i", old.first_row), array("i", old.next_row), array("Q", old.offsets)
+        repeated, known, added_ids = bytearray(old.repeated), old.record_hashes, set[int]()
+        for offset, fields in records:
+            record_id = normalize_text(fields[record_id_at])
+            if record_id is not None:
+                record_hash = hash(record_id) & DIGEST_MASK
+                at = bisect_left(known, record_hash)
+                if (at < len(known) and known[at] == record_hash) or record_hash in added_ids:
+                    return None  # maybe a repeated record id: the full pass decides who it makes uncertain
+                added_ids.add(record_hash)
+            row = len(offsets)
+            offsets.append(offset)
+            next_row.append(-1)
+            repeated.append(0)
+            person_id = normalize_person_id(fields[person_id_at])
+            if person_id is None:
+                continue
+            row_digest = hash(values(fields)) & DIGEST_MASK
+            number, added = people.add(person_id)
+            if added:
+                first_row.append(row)
+                digests.append(row_digest)
+                continue
+            last = first_row[number]
+            while next_row[last] >= 0:
+                last = next_row[last]
+            next_row[last] = row
+            digests[number] = (digests[number] + row_digest) & DIGEST_MASK
+        return _PersonIndex(
+            identity=old.identity,
+            digest=old.digest,
+            header=old.header,
+            people=people,
+            first_row=first_row,
+            next_row=next_row,
+            offsets=offsets,
+            repeated=repeated,
+            digests=digests,
+            record_hashes=array("Q", sorted((*known, *added_ids))) if added_ids else known,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -433,9 +594,9 @@ class _LineFeed:
 
     __slots__ = ("_lines", "consumed")
 
-    def __init__(self, source: CsvConsentSource, binary: BufferedReader, hasher: _Hasher) -> None:
+    def __init__(self, source: CsvConsentSource, binary: BufferedReader, hasher: _Hasher, *, bom: bool = True) -> None:
         self.consumed = binary.tell()
-        self._lines = source._lines(self._counted(binary), hasher)
+        self._lines = source._lines(self._counted(binary), hasher, bom=bom)
 
     def _counted(self, binary: BufferedReader) -> Iterator[bytes]:
         for raw in binary:

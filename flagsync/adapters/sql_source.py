@@ -44,26 +44,54 @@ docs/consent-source-indexes.md):
     -- both, unless record_id is the primary key or unique
     CREATE INDEX consent_records_record_id ON consent_records (record_id);
 
-Change detection (`changes_since`), chosen by whether the table has an `updated_at` column:
+Change detection (`changes_since`, called by the daemon every change poll, every second by default).
+First a probe, which sends the database at most one cheap statement; only when its value moved since
+this process last answered for the caller's watermark does the change query run:
 
-- with it, the watermark holds the row count and the largest `updated_at` seen; a poll returns
-  the people of rows whose `updated_at` lies after the old maximum (up to the new one, so rows
-  written during the poll are picked up next time). If the row count fell (rows deleted), or the
-  watermark is absent or from another mode, the answer is "full reconcile" (`person_ids=None`).
-  Not visible to this fast path, and left to the periodic full reconcile: rows with an empty
-  `updated_at`, rows written with an `updated_at` older than the watermark, a deletion offset by
-  inserts in the same interval, and the person a row was moved away from. Text `updated_at`
-  columns are compared as text, so they must be written in one consistent ISO format.
-- without it, the watermark is a fingerprint of the mapped columns (row count and an
-  order-independent sum of per-row SHA-256 digests), computed by streaming the table; any
-  change answers "full reconcile", no change answers "nobody".
+- SQLite: `PRAGMA data_version` on a connection kept open for it (the value changes whenever another
+  connection commits to the file; no table is read), plus the file's device and inode (a file
+  renamed over the old one gets a new probe connection, and the pooled connections are dropped).
+- PostgreSQL, with `updated_at`: the newest `updated_at` (one backward step in its index) and the
+  table's count of deleted rows (`pg_stat_get_tuples_deleted`, no table access); without it: the
+  table's counts of inserted, updated and deleted rows. PostgreSQL makes a session's counts visible
+  once that session reports them (when it goes idle, at most about a second later, or at its end).
+  A view or a partitioned parent keeps no counts: without `updated_at` it has no probe (below).
+- Any other database: no probe. The change query then runs at most `UNPROBED_DUTY` of the time (a
+  query that took 10 ms is not repeated within 190 ms), so watching costs at most 5% of a core.
+
+The change query, chosen by whether the table has an `updated_at` column:
+
+- with it, the watermark holds the largest `updated_at` seen and either the row count (SQLite and
+  others: `count(*)` and `max(updated_at)` in one scan of the smallest covering index, run only
+  after the probe fired) or PostgreSQL's deleted-rows count; a poll returns the people of rows
+  whose `updated_at` lies after the old maximum, up to the new one (an index range on `updated_at`),
+  so rows written during the poll are picked up next time. If the row count fell or the deleted
+  count moved (rows deleted), or the watermark is absent or from another mode, the answer is "full
+  reconcile" (`person_ids=None`). Not visible to this fast path, and left to the periodic full
+  reconcile: rows with an empty `updated_at`, rows written with an `updated_at` older than the
+  watermark (a transaction that commits long after it stamped its rows included), a deletion
+  offset by inserts in the same interval on SQLite, and the person a row was moved away from.
+  Text `updated_at` columns are compared as text, so they must be written in one consistent ISO
+  format. An index on `updated_at` makes the probe and the query index-backed
+  (docs/consent-source-indexes.md).
+- without it, the table's mapped columns (and duplicate marks) are read once and each person's
+  rows summed into a 64-bit digest (`flagsync.core.digests`: the person id in a compact key table
+  plus 8 bytes, about 30 bytes a person, held in this process only). The people whose digest differs
+  from the version the caller's watermark names changed (an insert, an update, a deletion, a row
+  moved between people, or all of a person's rows gone). This version and the caller's are kept
+  until the caller moves on; a watermark this process does not hold (the first poll, another
+  process) means "full reconcile". The watermark names a version of this process only.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
+import os
 import re
+import threading
+import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -73,9 +101,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import OID
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 
+from flagsync.core.digests import DIGEST_MASK, PersonDigests
 from flagsync.core.model import CONTRACT_COLUMNS, SourceItem, is_valid_person_id
 from flagsync.core.records import OPTIONAL_COLUMNS, RowParser, normalize_person_id, normalize_text, resolve_column_map
 from flagsync.errors import ConfigError, SourceError
@@ -87,7 +117,13 @@ BATCH_SIZE = 1000
 _DEFAULT_ZONE = "Europe/London"
 _DUPLICATE_MARK = "flagsync_duplicate_of"
 _WATERMARK_VERSION = 1
-_DIGEST_MODULUS = 2**256
+
+#: Where the database offers no change probe, a full change query is run at most this often relative
+#: to its own duration (a query that took 10 ms waits 190 ms), so that watching costs at most 5%.
+UNPROBED_DUTY = 0.05
+
+# Added to a row's digest when its record id occurs more than once (the duplicate mark decides its person too).
+_REPEATED_MARK = 0x9E37_79B9_7F4A_7C15
 
 
 #: How a person's rows are found (see the module docstring): SQLite probes, PostgreSQL probes on a
@@ -115,6 +151,7 @@ class _Layout:
     person_match: str
     collate_c: bool
     unique_record_id: bool
+    relkind: str | None = None  # PostgreSQL: pg_class.relkind ('r' a table, 'v' a view, 'p' partitioned, ...)
 
     def column(self, name: str) -> sa.ColumnClause[object]:
         actual = self.columns[name]
@@ -124,6 +161,19 @@ class _Layout:
 
     def present(self) -> list[tuple[str, str]]:
         return [(name, actual) for name, actual in self.columns.items() if actual is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    """What the change probe needs to know about the table, from the last full look at it."""
+
+    layout: _Layout
+    oid: int | None  # PostgreSQL only
+
+    @property
+    def has_counters(self) -> bool:
+        """PostgreSQL keeps per-table row counters for a plain table (not a view, nor a partitioned parent)."""
+        return self.layout.relkind == "r"
 
 
 class SqlConsentSource:
@@ -157,6 +207,20 @@ class SqlConsentSource:
             self._engine: Engine = sa.create_engine(parsed, hide_parameters=True, pool_pre_ping=True)
         except (ArgumentError, NoSuchModuleError, ImportError):
             raise ConfigError(f"source.url: no usable database driver for {parsed.drivername!r}") from None
+        # Change detection (see the module docstring): the probe's own connection, what the last answer
+        # was for which probe value, and the per-person digests of the versions a caller may still name.
+        self._watch_lock = threading.Lock()
+        self._file_lock = threading.Lock()
+        self._pool_file: tuple[int, int] | None = None  # SQLite: the (device, inode) the pooled connections opened
+        self._watch: _Watch | None = None
+        self._probe_conn: Connection | None = None
+        self._probe_file: tuple[int, int] | None = None
+        self._probe_generation = 0
+        self._memo: tuple[object, str | None] | None = None
+        self._quiet_until = 0.0
+        self._versions: dict[str, PersonDigests] = {}
+        self._last_diff: tuple[str, str, frozenset[str]] | None = None
+        self._process_key = uuid.uuid4().hex[:16]  # digest watermarks hold Python hashes, meaningful in this process only
 
     # ------------------------------------------------------------------------------------------
     # ConsentSource
@@ -172,18 +236,42 @@ class SqlConsentSource:
         return self._read(now, person_id=person_id)
 
     def changes_since(self, watermark: str | None) -> Changes:
-        """Which people changed since `watermark` (see the module docstring for how)."""
-        with self._connection() as conn:
-            layout = self._layout(conn)
-            if layout.columns["updated_at"] is not None:
-                return self._changes_by_updated_at(conn, layout, _decode_watermark(watermark))
-            return self._changes_by_fingerprint(conn, layout, _decode_watermark(watermark))
+        """Which people changed since `watermark` (see the module docstring for how).
+
+        Called every change poll: while the probe says nothing was committed since this process last
+        answered for `watermark`, it sends nothing to the database but the probe.
+        """
+        with self._watch_lock:
+            token = self._probe()
+            memo = self._memo
+            if watermark is not None and memo is not None and memo[1] == watermark:
+                if token is not None and memo[0] == token:
+                    return Changes(person_ids=frozenset(), watermark=watermark)
+                if self._probe_kind() is None and time.monotonic() < self._quiet_until:
+                    return Changes(person_ids=frozenset(), watermark=watermark)  # no probe: not looked again yet
+            started = time.monotonic()
+            try:
+                with self._connection() as conn:
+                    layout = self._layout(conn)
+                    self._watch = _Watch(layout, self._table_oid(conn, layout))
+                    if layout.columns["updated_at"] is not None:
+                        changes = self._changes_by_updated_at(conn, layout, _decode_watermark(watermark))
+                    else:
+                        changes = self._changes_by_digests(conn, layout, watermark)
+            except SourceError:
+                self._watch = self._memo = None
+                raise
+            self._memo = (token, changes.watermark)
+            self._quiet_until = time.monotonic() + (time.monotonic() - started) * (1 / UNPROBED_DUTY - 1)
+            return changes
 
     def describe(self) -> str:
         return f"sql table {self._table_label} on {self._safe_url}"
 
     def close(self) -> None:
-        """Release pooled connections (for shutdown and tests)."""
+        """Release the probe's connection and pooled connections (for shutdown and tests)."""
+        with self._watch_lock:
+            self._close_probe()
         self._engine.dispose()
 
     # ------------------------------------------------------------------------------------------
@@ -284,17 +372,29 @@ class SqlConsentSource:
 
     def _changes_by_updated_at(self, conn: Connection, layout: _Layout, previous: dict[str, object] | None) -> Changes:
         updated_at = layout.column("updated_at")
+        watch = self._watch
+        count: int | None = None
+        deleted: int | None = None
         try:
-            count, newest = conn.execute(sa.select(sa.func.count(), sa.func.max(updated_at)).select_from(layout.table)).one()
+            if watch is not None and watch.oid is not None:
+                # PostgreSQL: the newest updated_at through its index, and the table's count of deleted rows.
+                newest, deleted = conn.execute(self._postgres_newest(watch)).one()
+            else:
+                # count(*) shows deletions; it is a scan of the smallest index (SQLite) and runs only after a commit.
+                count, newest = conn.execute(sa.select(sa.func.count(), sa.func.max(updated_at)).select_from(layout.table)).one()
         except SQLAlchemyError as exc:
             raise SourceError(f"cannot read changes from the consent table {self._table_label!r} ({_kind(exc)})") from None
-        current = _encode_watermark({"mode": "updated_at", "count": count, **_encode_value(newest)})
-        if previous is None or previous.get("mode") != "updated_at" or _as_int(previous.get("count")) > count:
-            return Changes(person_ids=None, watermark=current)  # first poll, another mode, or rows deleted
+        current = _encode_watermark({"mode": "updated_at", "count": count, "deleted": deleted, **_encode_value(newest)})
+        if previous is None or previous.get("mode") != "updated_at":
+            return Changes(person_ids=None, watermark=current)  # the first poll, or another mode
+        if (count is not None and _as_int(previous.get("count")) > count) or previous.get("deleted") != deleted:
+            return Changes(person_ids=None, watermark=current)  # rows were deleted
         try:
             since = _decode_value(previous)
         except ValueError:
             return Changes(person_ids=None, watermark=current)  # a watermark we cannot use: start afresh
+        if since is not None and (newest is None or _before(newest, since)):
+            return Changes(person_ids=None, watermark=current)  # the newest rows went (deleted, truncated, or backdated)
         if newest is None:
             return Changes(person_ids=frozenset(), watermark=current)
         window = [updated_at <= newest, updated_at > since if since is not None else updated_at.is_not(None)]
@@ -306,29 +406,140 @@ class SqlConsentSource:
             raise SourceError(f"cannot read changes from the consent table {self._table_label!r} ({_kind(exc)})") from None
         return Changes(person_ids=people, watermark=current)
 
-    def _changes_by_fingerprint(self, conn: Connection, layout: _Layout, previous: dict[str, object] | None) -> Changes:
-        statement = sa.select(*(layout.table.c[actual] for _, actual in layout.present()))
+    def _changes_by_digests(self, conn: Connection, layout: _Layout, watermark: str | None) -> Changes:
+        """Without updated_at: read the table's mapped columns once, and diff per-person digests against the caller's version."""
+        digests = PersonDigests()
         total = 0
-        count = 0
+        add = digests.add
+        statement = self._select_records(layout, None)
         try:
             for row in conn.execution_options(stream_results=True, yield_per=BATCH_SIZE).execute(statement):
-                canonical = json.dumps([[type(value).__name__, str(value)] for value in row], ensure_ascii=True)
-                total = (total + int.from_bytes(hashlib.sha256(canonical.encode()).digest(), "big")) % _DIGEST_MODULUS
-                count += 1
+                values: tuple[Any, ...] = tuple(row)
+                person_id = normalize_person_id(values[1])
+                if person_id is None:
+                    continue  # a row naming nobody decides no one's flag
+                row_digest = _row_digest(values)
+                total += row_digest
+                add(person_id, row_digest)
         except SQLAlchemyError as exc:
             raise SourceError(f"cannot read the consent table {self._table_label!r} ({_kind(exc)})") from None
-        current = _encode_watermark({"mode": "fingerprint", "count": count, "digest": f"{total:064x}"})
-        if previous is not None and _encode_watermark(previous) == current:
+        current = _encode_watermark(
+            {"mode": "digests", "process": self._process_key, "people": len(digests), "sum": f"{total & DIGEST_MASK:016x}"}
+        )
+        # Keep this version and the caller's (while it differs): the caller stores the new watermark only after its run.
+        base = self._versions.get(watermark) if watermark is not None else None
+        if watermark == current:
+            self._versions = {current: digests}
             return Changes(person_ids=frozenset(), watermark=current)
-        return Changes(person_ids=None, watermark=current)
+        if base is None or watermark is None:
+            self._versions = {current: digests}
+            return Changes(person_ids=None, watermark=current)  # the first poll, or a version this process does not hold
+        self._versions = {watermark: base, current: digests}
+        last = self._last_diff
+        if last is not None and last[:2] == (watermark, current):
+            return Changes(person_ids=last[2], watermark=current)
+        changed = digests.changed_since(base)
+        self._last_diff = (watermark, current, changed)
+        return Changes(person_ids=changed, watermark=current)
+
+    # ------------------------------------------------------------------------------------------
+    # The change probe
+
+    def _probe_kind(self) -> str | None:
+        """Which probe this database has: SQLite's data_version, PostgreSQL's index and statistics, or none."""
+        backend = self._url.get_backend_name()
+        if backend == "sqlite":
+            return "sqlite"
+        if backend == "postgresql":
+            watch = self._watch
+            if watch is None or watch.oid is None:
+                return None
+            if watch.layout.columns["updated_at"] is None and not watch.has_counters:
+                return None  # a view or partitioned table keeps no row counters: nothing cheap says it changed
+            return "postgresql"
+        return None
+
+    def _probe(self) -> object:
+        """A value that changes whenever a change may have been committed; None when there is no probe (yet)."""
+        kind = self._probe_kind()
+        if kind is None:
+            return None
+        conn = self._probe_connection()
+        try:
+            if kind == "sqlite":
+                return (self._probe_generation, conn.exec_driver_sql("PRAGMA data_version").scalar())
+            watch = self._watch
+            assert watch is not None
+            if watch.layout.columns["updated_at"] is not None:
+                return (self._probe_generation, *conn.execute(self._postgres_newest(watch)).one())
+            return (self._probe_generation, *conn.execute(_postgres_counters(watch)).one())
+        except SQLAlchemyError as exc:
+            self._close_probe()
+            self._watch = None  # look at the table afresh next time
+            raise SourceError(f"cannot read changes from the consent table {self._table_label!r} ({_kind(exc)})") from None
+
+    def _probe_connection(self) -> Connection:
+        """The probe's own connection, kept open (SQLite's data_version counts other connections' commits to this one)."""
+        identity = self._sqlite_file_identity()
+        if self._probe_conn is not None and identity == self._probe_file:
+            return self._probe_conn
+        self._close_probe()  # first use, or the database file was replaced: a new connection sees the new file
+        try:
+            self._probe_conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except SQLAlchemyError as exc:
+            raise SourceError(f"cannot connect to the consent database {self._safe_url} ({_kind(exc)})") from None
+        self._probe_file = identity
+        self._probe_generation += 1
+        return self._probe_conn
+
+    def _close_probe(self) -> None:
+        conn, self._probe_conn = self._probe_conn, None
+        if conn is not None:
+            with contextlib.suppress(SQLAlchemyError):  # being thrown away: a failure to close changes nothing
+                conn.close()
+
+    def _sqlite_file_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of an SQLite database file; None for any other database."""
+        if self._url.get_backend_name() != "sqlite":
+            return None
+        if self._missing_sqlite_file():
+            raise SourceError(f"the consent database file does not exist: {self._url.database}")
+        database = self._url.database
+        if not database or database == ":memory:" or database.startswith("file:"):
+            return None
+        try:
+            found = os.stat(database)
+        except OSError as exc:
+            raise SourceError(f"cannot open the consent database file {database} ({type(exc).__name__})") from None
+        return found.st_dev, found.st_ino
+
+    def _table_oid(self, conn: Connection, layout: _Layout) -> int | None:
+        """PostgreSQL: the table's oid (for its statistics counters); None on any other database."""
+        if self._url.get_backend_name() != "postgresql":
+            return None
+        qualified = self._engine.dialect.identifier_preparer.format_table(layout.table)
+        try:
+            oid = conn.execute(sa.select(sa.cast(sa.func.to_regclass(qualified), OID))).scalar()
+        except SQLAlchemyError as exc:
+            raise SourceError(f"cannot inspect the consent table {self._table_label!r} ({_kind(exc)})") from None
+        return None if oid is None else int(oid)
+
+    def _postgres_newest(self, watch: _Watch) -> sa.Select[object, int]:
+        layout = watch.layout
+        newest = sa.select(sa.func.max(layout.column("updated_at"))).select_from(layout.table).scalar_subquery()
+        return sa.select(newest, sa.func.pg_stat_get_tuples_deleted(_oid(watch)))
 
     # ------------------------------------------------------------------------------------------
     # Connecting and finding the table
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
-        if self._missing_sqlite_file():
-            raise SourceError(f"the consent database file does not exist: {self._url.database}")
+        identity = self._sqlite_file_identity()  # raises SourceError for a missing SQLite file
+        with self._file_lock:
+            if identity != self._pool_file:
+                # A new file renamed over the old one (a restore): pooled connections still read the old file.
+                self._engine.dispose()
+                self._pool_file = identity
         try:
             conn = self._engine.connect()
         except SQLAlchemyError as exc:
@@ -370,7 +581,23 @@ class SqlConsentSource:
         person_column = str(resolved["person_id"])
         match, collate_c = self._person_match(conn, person_column, types[person_column])
         unique = self._unique_record_id(conn, str(resolved["record_id"]))
-        return _Layout(table=table, columns=resolved, person_match=match, collate_c=collate_c, unique_record_id=unique)
+        relkind = self._relkind(conn, table)
+        return _Layout(
+            table=table, columns=resolved, person_match=match, collate_c=collate_c, unique_record_id=unique, relkind=relkind
+        )
+
+    def _relkind(self, conn: Connection, table: sa.TableClause) -> str | None:
+        """PostgreSQL: what kind of relation the table is (pg_class.relkind); None on any other database."""
+        if self._url.get_backend_name() != "postgresql":
+            return None
+        qualified = self._engine.dialect.identifier_preparer.format_table(table)
+        try:
+            kind = conn.execute(
+                sa.text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:name)"), {"name": qualified}
+            ).scalar()
+        except SQLAlchemyError as exc:
+            raise SourceError(f"cannot inspect the consent table {self._table_label!r} ({_kind(exc)})") from None
+        return None if kind is None else str(kind)
 
     def _person_match(self, conn: Connection, column: str, kind: object) -> tuple[str, bool]:
         """How to find a person's rows in this column (and, for PostgreSQL text, whether COLLATE "C" is needed)."""
@@ -482,3 +709,32 @@ def _decode_value(fields: Mapping[str, object]) -> object:
 
 def _as_int(value: object) -> int:
     return value if isinstance(value, int) else 0
+
+
+def _oid(watch: _Watch) -> sa.ColumnElement[Any]:
+    return sa.cast(sa.literal(watch.oid), OID)
+
+
+def _postgres_counters(watch: _Watch) -> sa.Select[int, int, int]:
+    """PostgreSQL's cumulative counts of rows inserted, updated and deleted in the table (no table access at all)."""
+    oid = _oid(watch)
+    return sa.select(
+        sa.func.pg_stat_get_tuples_inserted(oid), sa.func.pg_stat_get_tuples_updated(oid), sa.func.pg_stat_get_tuples_deleted(oid)
+    )
+
+
+def _row_digest(values: tuple[Any, ...]) -> int:
+    """A row's 64-bit digest: Python's hash of its values (keyed per process), plus a mark when its record id repeats."""
+    try:
+        digest = hash(values[:-1])
+    except TypeError:  # a driver value that cannot be hashed (a list, a dict): hash its text instead
+        digest = hash(repr(values[:-1]))
+    return (digest + (_REPEATED_MARK if values[-1] is not None else 0)) & DIGEST_MASK
+
+
+def _before(value: object, other: object) -> bool:
+    """Whether `value` sorts before `other` (values of two kinds that do not compare count as before: start afresh)."""
+    try:
+        return bool(value < other)  # type: ignore[operator]
+    except TypeError:
+        return True

@@ -90,6 +90,11 @@ class KeyTable:
         other._count = self._count
         return other
 
+    def extends(self, other: KeyTable) -> bool:
+        """Whether this table holds `other`'s keys with the same numbers (and maybe more after them)."""
+        count, starts = other._count, other._starts
+        return count <= self._count and self._keys[: len(other._keys)] == other._keys and self._starts[: len(starts)] == starts
+
     def nbytes(self) -> int:
         """The bytes held in the table's buffers (for benchmarks and tests)."""
         return (

@@ -13,10 +13,12 @@ from flagsync.core.model import Plan, RunOutcome
 
 __all__ = [
     "FULL_RUN_HEALTHY",
+    "MIN_FULL_INTERVAL_SECONDS",
     "PERSON_SCOPE_LIMIT",
     "PollAction",
     "PollStep",
     "change_poll_step",
+    "full_reconcile_due",
     "settled_removals",
     "watermark_moves",
 ]
@@ -45,11 +47,18 @@ def settled_removals(pending: Iterable[str], plan: Plan, confirmed: Iterable[str
 #: Above this many changed people a change poll reads the whole source instead of person by person.
 PERSON_SCOPE_LIMIT = 200
 
+#: A change poll starts a full reconcile (for a pending removal, or a change the source cannot place) at
+#: most this often: polls come every second, and a full reconcile lists all of One. Between two, the
+#: polls still take the fast path for the people who changed. The start-up and the scheduled full
+#: reconciles are not limited by it.
+MIN_FULL_INTERVAL_SECONDS = 30.0
+
 
 class PollAction(StrEnum):
     NOTHING = "nothing"  # nobody changed: no run at all
     PEOPLE = "people"  # sync just these people
     FULL = "full"  # a full reconcile
+    WAIT = "wait"  # a full reconcile is wanted but one ran too recently: nothing now, and the watermark stays
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +70,33 @@ class PollStep:
     person_ids: frozenset[str] = frozenset()
 
 
-def change_poll_step(*, removal_due: bool, changed: frozenset[str] | None, person_limit: int = PERSON_SCOPE_LIMIT) -> PollStep:
+def full_reconcile_due(since_last_full: float | None, min_interval: float = MIN_FULL_INTERVAL_SECONDS) -> bool:
+    """Whether a change poll may start a full reconcile, `since_last_full` seconds after the last one ended (None: none yet)."""
+    return since_last_full is None or since_last_full >= min_interval
+
+
+def change_poll_step(
+    *,
+    removal_due: bool,
+    changed: frozenset[str] | None,
+    person_limit: int = PERSON_SCOPE_LIMIT,
+    full_due: bool = True,
+) -> PollStep:
     """The change poll's next step from what is stored and what the source says changed.
 
-    `removal_due`: a pending (not held) removal is stored - removal is a duty, so every poll runs a
-    full reconcile until One confirms it. `changed`: the people the source says changed since the
-    watermark, or None when it cannot tell (a CSV whose hash changed, the first poll, rows deleted).
+    `removal_due`: a pending (not held) removal is stored - removal is a duty, so a full reconcile
+    retries it at every poll where `full_due` (see `full_reconcile_due`) until One confirms it.
+    `changed`: the people the source says changed since the watermark, or None when it cannot tell
+    (the first poll, rows deleted); it is not asked (None) when a due removal makes the poll a full
+    reconcile anyway. A full reconcile that is not due yet waits (the watermark stays, so the
+    same change asks again at the next poll); a removal not yet due lets the poll take the fast path.
     """
-    if removal_due:
+    if removal_due and full_due:
         return PollStep(PollAction.FULL, "PENDING_REMOVAL")
     if changed is None:
-        return PollStep(PollAction.FULL, "SOURCE_CANNOT_TELL")
+        return PollStep(PollAction.FULL, "SOURCE_CANNOT_TELL") if full_due else PollStep(PollAction.WAIT, "FULL_DEFERRED")
     if len(changed) > person_limit:
-        return PollStep(PollAction.FULL, "MANY_CHANGED")
+        return PollStep(PollAction.FULL, "MANY_CHANGED") if full_due else PollStep(PollAction.WAIT, "FULL_DEFERRED")
     if not changed:
         return PollStep(PollAction.NOTHING, "NOTHING_CHANGED")
     return PollStep(PollAction.PEOPLE, "CHANGED", changed)
@@ -93,6 +116,8 @@ def watermark_moves(action: PollAction, outcome: RunOutcome | None) -> bool:
     """
     if action is PollAction.NOTHING:
         return True
+    if action is PollAction.WAIT:
+        return False  # nothing covered the change yet
     if outcome is None:
         return False  # the run did not happen (the run lock was taken) or did not finish
     if action is PollAction.FULL:

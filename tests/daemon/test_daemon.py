@@ -20,6 +20,7 @@ from flagsync.adapters.state import SqlStateStore
 from flagsync.bootstrap import App
 from flagsync.core.model import Decision, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer
+from flagsync.core.schedule import MIN_FULL_INTERVAL_SECONDS
 from flagsync.daemon import Daemon
 from flagsync.daemon_http import HealthEndpoint
 from flagsync.errors import RetriableRemoteError
@@ -112,16 +113,27 @@ def test_change_poll_without_changes_does_nothing(parts: Parts) -> None:
 
 
 def test_unknown_changes_escalate_to_a_full_reconcile(parts: Parts) -> None:
-    """A source that cannot say who changed (a new CSV) gets a full reconcile."""
-    daemon, source, _one, state = parts
+    """A source that cannot tell who changed (rows deleted) gets a full reconcile, once the last one is long enough ago."""
+    daemon, source, one, state = parts
     daemon.full_reconcile()
     source.changed = None
+    source.version = 2
+    runs = len(state.recent_runs())
+    one.calls.clear()
+    daemon.change_poll()  # the start-up reconcile has just ended: the full one waits, and so does the watermark
+    assert len(state.recent_runs()) == runs and not one.calls
+    assert state.get_watermark() == "v1"
+    assert daemon.last_full_ended is not None
+    daemon.last_full_ended -= MIN_FULL_INTERVAL_SECONDS
     daemon.change_poll()
+    assert len(state.recent_runs()) == runs + 1
     assert state.recent_runs(1)[0].trigger is RunTrigger.SCHEDULED_FULL
+    assert one.calls["list_flags"] == 1
+    assert state.get_watermark() == "v2"
 
 
-def test_pending_removal_is_retried_on_the_next_poll(parts: Parts) -> None:
-    """A removal One failed to confirm is retried at the very next cycle, not an hour later."""
+def test_pending_removal_is_retried_by_a_full_reconcile_when_one_is_due(parts: Parts) -> None:
+    """A removal One failed to confirm is retried by the first poll at least MIN_FULL_INTERVAL_SECONDS after the last full run."""
     daemon, source, one, state = parts
     daemon.full_reconcile()
     source.items.append(withdraw("P1"))
@@ -130,9 +142,34 @@ def test_pending_removal_is_retried_on_the_next_poll(parts: Parts) -> None:
     daemon.change_poll()
     assert len(state.pending_removals()) == 1
     source.changed = frozenset()
+    one.calls.clear()
+    daemon.change_poll()  # a full reconcile ran moments ago: this poll takes the fast path (nobody changed)
+    assert "list_flags" not in one.calls
+    assert len(state.pending_removals()) == 1
+    assert daemon.last_full_ended is not None
+    daemon.last_full_ended -= MIN_FULL_INTERVAL_SECONDS
     daemon.change_poll()
+    assert one.calls["list_flags"] == 1
     assert state.pending_removals() == []
     assert [f.person_id for f in one.flags()] == ["P2"]
+
+
+def test_a_withdrawal_is_honoured_fast_while_a_removal_is_pending(parts: Parts) -> None:
+    """With a removal pending and no full reconcile due yet, a poll still syncs the person who just withdrew."""
+    daemon, source, one, state = parts
+    daemon.full_reconcile()
+    source.items.append(withdraw("P1"))
+    source.changed = frozenset({"P1"})
+    one.fail_next(1, RetriableRemoteError("down", status=503, code="UPSTREAM_UNAVAILABLE"), operation="remove_flag")
+    daemon.change_poll()
+    assert len(state.pending_removals()) == 1
+    source.items.append(withdraw("P2"))
+    source.changed = frozenset({"P1", "P2"})
+    one.calls.clear()
+    daemon.change_poll()
+    assert "list_flags" not in one.calls
+    assert one.flags() == []
+    assert state.pending_removals() == []  # P1's removal was confirmed in this person-scoped run
 
 
 def test_failed_change_poll_keeps_the_watermark(parts: Parts) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from flagsync.core.model import CONTRACT_COLUMNS
+from flagsync.ports import Changes
 from tests.postgres import unavailable as postgres_unavailable
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -140,3 +142,13 @@ def _fresh_postgres(url: str) -> Iterator[Database]:
         yield db
     finally:
         db.engine.dispose()
+
+
+def eventually(poll: Callable[[], Changes], done: Callable[[Changes], bool], seconds: float = 15.0) -> Changes:
+    """Poll until `done`: PostgreSQL's row counters reach readers once the writer's session has reported them."""
+    deadline = time.monotonic() + seconds
+    while True:
+        changes = poll()
+        if done(changes) or time.monotonic() > deadline:
+            return changes
+        time.sleep(0.1)

@@ -252,7 +252,7 @@ def test_large_file_is_streamed(tmp_path: Path) -> None:
 
 
 def test_changes_by_content_hash(tmp_path: Path) -> None:
-    """The watermark is the file's hash: unchanged reports nobody, any change asks for a full reconcile."""
+    """The watermark is the file's hash: unchanged is nobody, a change names its people, an unknown version a full reconcile."""
     path = write_csv(tmp_path / "c.csv", [make_row("r1", "P1")])
     source = CsvConsentSource(path)
     first = source.changes_since(None)
@@ -261,7 +261,8 @@ def test_changes_by_content_hash(tmp_path: Path) -> None:
     assert source.changes_since(first.watermark).person_ids == frozenset()
     write_csv(path, [make_row("r1", "P1", decision="withdrawn")])
     changed = source.changes_since(first.watermark)
-    assert changed.person_ids is None and changed.watermark != first.watermark
+    assert changed.person_ids == frozenset({"P1"}) and changed.watermark != first.watermark
+    assert CsvConsentSource(path).changes_since(first.watermark).person_ids is None  # a version this process never read
     with pytest.raises(SourceError, match="does not exist"):
         CsvConsentSource(tmp_path / "absent.csv").changes_since(first.watermark)
 

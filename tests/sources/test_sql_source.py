@@ -19,7 +19,7 @@ from flagsync.adapters.sql_source import SqlConsentSource
 from flagsync.core.model import ConsentRecord, Decision, QuarantinedRecord, QuarantineReason, SourceItem
 from flagsync.errors import ConfigError, SourceError
 
-from .conftest import CANARY, CONTRACT, NOW, Database, make_row
+from .conftest import CANARY, CONTRACT, NOW, Database, eventually, make_row
 
 R = QuarantineReason
 
@@ -381,7 +381,7 @@ def test_deleted_rows_or_unknown_watermark_ask_for_a_full_reconcile(database: Da
 
 
 def test_changes_by_fingerprint_without_updated_at(database: Database) -> None:
-    """Without updated_at: an unchanged table reports nobody, any edit asks for a full reconcile."""
+    """Without updated_at: an unchanged table reports nobody, an edit names its person (per-person digests)."""
     table = database.create([make_row("r1", "P1"), make_row("r2", "P2")], columns=[n for n in CONTRACT if n != "updated_at"])
     source = source_for(database)
     try:
@@ -390,8 +390,8 @@ def test_changes_by_fingerprint_without_updated_at(database: Database) -> None:
         assert source.changes_since(first.watermark).person_ids == frozenset()
         with database.engine.begin() as conn:
             conn.execute(table.update().where(table.c.record_id == "r1").values(decision="refused"))
-        changed = source.changes_since(first.watermark)
-        assert changed.person_ids is None and changed.watermark != first.watermark
+        changed = eventually(lambda: source.changes_since(first.watermark), lambda c: c.watermark != first.watermark)
+        assert changed.person_ids == frozenset({"P1"}) and changed.watermark != first.watermark
     finally:
         source.close()
 
