@@ -13,7 +13,7 @@ from flagsync.adapters.csv_source import CsvConsentSource
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.sql_source import SqlConsentSource
-from flagsync.adapters.sql_state import SqlStateStore
+from flagsync.adapters.state import SqlStateStore
 from flagsync.bootstrap import App
 from flagsync.core.model import Rules, RunTrigger
 from flagsync.core.pseudonym import Pseudonymizer
