@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -23,6 +24,7 @@ class Metrics:
         r = self.registry
         self.runs = Counter("flagsync_runs", "Sync runs by trigger and outcome.", ["trigger", "outcome"], registry=r)
         self.changes = Counter("flagsync_changes", "Flag writes by action and outcome.", ["action", "outcome"], registry=r)
+        self._change_children: dict[tuple[str, str], Any] = {}
         self.flags = Gauge("flagsync_flags_in_one", "Flags of ours One listed at the last full listing.", registry=r)
         self.pending = Gauge("flagsync_pending_removals", "Removals not yet confirmed by One.", registry=r)
         self.held = Gauge("flagsync_held_removals", "Removals held by the mass-removal guard.", registry=r)
@@ -88,7 +90,10 @@ class Metrics:
             self.last_success.labels(trigger=trigger.value).set(time.time())
 
     def change_applied(self, action: str, outcome: str) -> None:
-        self.changes.labels(action=action, outcome=outcome).inc()
+        child = self._change_children.get((action, outcome))
+        if child is None:  # labels() takes a lock and builds a key every call: look each pair up once
+            child = self._change_children[(action, outcome)] = self.changes.labels(action=action, outcome=outcome)
+        child.inc()
 
     def flags_in_one(self, count: int) -> None:
         self.flags.set(count)

@@ -86,7 +86,9 @@ class RunLock:
         self._wait_seconds = wait_seconds
         url = parse_state_url(state_url)
         self._backend: _Backend = (
-            _AdvisoryLock(url, key) if url.get_backend_name() == "postgresql" else _FileLock(lock_file_for(url, suffix))
+            _AdvisoryLock(url, key, keep_trying=role == "leader")
+            if url.get_backend_name() == "postgresql"
+            else _FileLock(lock_file_for(url, suffix))
         )
         self._held = False
         self._lost = False
@@ -173,28 +175,35 @@ class _FileLock:
 
 
 class _AdvisoryLock:
-    """A session-level advisory lock on a connection of its own, kept open (outside any transaction) while held."""
+    """A session-level advisory lock on a connection of its own, kept open (outside any transaction) while held.
 
-    def __init__(self, url: URL, key: int) -> None:
+    `keep_trying`: a failed try keeps the connection for the next one (the daemon's standby asks every
+    poll; a new connection a second would be churn for the database). Otherwise a failed try closes it.
+    """
+
+    def __init__(self, url: URL, key: int, *, keep_trying: bool = False) -> None:
         self._url = url
         self._key = key
+        self._keep_trying = keep_trying
         self._engine: Engine | None = None
         self._conn: Connection | None = None
 
     def acquire(self, wait_seconds: float) -> bool:
         deadline = time.monotonic() + wait_seconds
         try:
-            # An application_name the operator put in the URL wins (it tells replicas apart in pg_stat_activity).
-            args = {k: v for k, v in _LOCK_CONNECTION_ARGS.items() if not (k == "application_name" and k in self._url.query)}
-            self._engine = create_engine(self._url, hide_parameters=True, poolclass=NullPool, connect_args=args)
-            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if self._conn is None:
+                # An application_name the operator put in the URL wins (it tells replicas apart in pg_stat_activity).
+                args = {k: v for k, v in _LOCK_CONNECTION_ARGS.items() if not (k == "application_name" and k in self._url.query)}
+                self._engine = create_engine(self._url, hide_parameters=True, poolclass=NullPool, connect_args=args)
+                self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             while True:
                 taken = self._conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self._key}).scalar_one()
                 if taken:
                     return True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._close()
+                    if not self._keep_trying:
+                        self._close()
                     return False
                 time.sleep(min(POLL_INTERVAL_SECONDS, remaining))
         except SQLAlchemyError as exc:

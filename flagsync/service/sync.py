@@ -15,12 +15,13 @@ Safety rules carried out here (docs/architecture.md, "Safety rules"):
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -273,7 +274,9 @@ class SyncService:
         now = self._clock()
         # One idempotency key per planned create, reused by every retry of that create. People One refused
         # recently are not here at all: the plan lists them as skipped.
-        work: list[Callable[[], ChangeResult]] = [self._creator(person_id, uuid.uuid4().hex) for person_id in plan.adds]
+        work: list[Callable[[], ChangeResult]] = [self._creator(person_id, os.urandom(16).hex()) for person_id in plan.adds]
+        # One bound logger for the run's changes: the module's lazy proxy would bind a new one for every line.
+        run_log = log.bind()
         work += [self._remover(flag) for flag in plan.removes]
         total = len(work)
         if progress is not None and total:
@@ -286,7 +289,7 @@ class SyncService:
             if result.outcome == "person_issue":
                 self._state.record_refusal(result.person_id, Refusal(result.reason or "", now + self._person_issue_backoff))
             self._telemetry.change_applied(result.action, result.outcome)
-            self._log_change(result)
+            self._log_change(run_log, result)
             if progress is not None:
                 progress(Phase.APPLY, len(report.changes), total)
 
@@ -316,16 +319,16 @@ class SyncService:
         return remove
 
     @staticmethod
-    def _log_change(result: ChangeResult) -> None:
+    def _log_change(run_log: Any, result: ChangeResult) -> None:
         if result.outcome in ("ok", "already_present"):
             event = "flag.added" if result.action == "add" else "flag.removed"
-            log.info(event, person_id=result.person_id, outcome=result.outcome)
+            run_log.info(event, person_id=result.person_id, outcome=result.outcome)
         elif result.outcome == "person_issue":
-            log.warning("flag.person_issue", person_id=result.person_id, reason=result.reason)
+            run_log.warning("flag.person_issue", person_id=result.person_id, reason=result.reason)
         elif result.alert:
-            log.error("flag.contract_violation", person_id=result.person_id, code=result.reason, action=result.action)
+            run_log.error("flag.contract_violation", person_id=result.person_id, code=result.reason, action=result.action)
         else:
-            log.warning("flag.failed", person_id=result.person_id, code=result.reason, action=result.action)
+            run_log.warning("flag.failed", person_id=result.person_id, code=result.reason, action=result.action)
 
     # ------------------------------------------------------------------------------------------
     # Remembering

@@ -314,3 +314,24 @@ def test_the_lock_connection_uses_keepalives(pg_url: str) -> None:
         lock.release()
     finally:
         admin.dispose()
+
+
+@pytest.mark.postgres
+def test_a_standby_asking_again_and_again_keeps_one_connection(pg_url: str) -> None:
+    """The leader lock's failed tries reuse their connection: a standby polling every second opens no new session each time."""
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    count = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'flagsync-run-lock' AND datname = current_database()"
+    )
+    try:
+        with RunLock(pg_url, wait_seconds=0, role="leader"):
+            standby = RunLock(pg_url, wait_seconds=0, role="leader")
+            for _ in range(5):
+                with pytest.raises(RunInProgressError):
+                    standby.acquire()
+            with admin.connect() as conn:
+                assert conn.execute(count).scalar_one() == 2  # the leader's and the standby's, not six
+        standby.acquire()  # the lead is free now: the same standby takes it on its kept connection
+        standby.release()
+    finally:
+        admin.dispose()

@@ -8,7 +8,7 @@ decompressed. Failures leave as `RemoteError`s (`classify.translate_exception`);
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -39,7 +39,7 @@ class Request:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | str | None = None  # str: the token form, ASCII (as requests itself sends a form)
-    correlation_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    correlation_id: str = field(default_factory=lambda: os.urandom(16).hex())  # random per call, the same on its retries
     idempotency_key: str | None = None
 
 
