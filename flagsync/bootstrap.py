@@ -89,8 +89,8 @@ def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:
     zone = ZoneInfo(src.timezone)
     if src.kind == "csv":
         assert src.path is not None  # the settings require source.path for a csv source
-        return CsvConsentSource(src.path, src.columns, zone)
-    return SqlConsentSource(src.url.get_secret_value(), src.table, src.columns, zone)
+        return CsvConsentSource(src.path, src.column_map, zone)
+    return SqlConsentSource(src.url.get_secret_value(), src.table, src.column_map, zone)
 
 
 def one_endpoint(settings: Settings) -> OneEndpoint:

@@ -80,7 +80,7 @@ from zoneinfo import ZoneInfo
 from flagsync.core.digests import DIGEST_MASK, PersonDigests
 from flagsync.core.keytable import KeyTable
 from flagsync.core.model import CONTRACT_COLUMNS, SourceItem, is_valid_person_id
-from flagsync.core.records import OPTIONAL_COLUMNS, RowParser, normalize_person_id, normalize_text, resolve_column_map
+from flagsync.core.records import OPTIONAL_COLUMNS, RowParser, column_map, normalize_person_id, normalize_text
 from flagsync.errors import ConfigError, SourceError
 from flagsync.ports import Changes
 
@@ -185,7 +185,7 @@ class CsvConsentSource:
         if not str(path).strip():
             raise ConfigError("source.path must name the consent CSV file")
         self._path = Path(path)
-        self._columns = resolve_column_map(columns)
+        self._columns = column_map(columns)
         self._zone = zone if zone is not None else ZoneInfo(_DEFAULT_ZONE)
         self._index: _PersonIndex | None = None
         self._index_lock = threading.Lock()

@@ -107,7 +107,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, NoSuchT
 
 from flagsync.core.digests import DIGEST_MASK, PersonDigests
 from flagsync.core.model import CONTRACT_COLUMNS, SourceItem, is_valid_person_id
-from flagsync.core.records import OPTIONAL_COLUMNS, RowParser, normalize_person_id, normalize_text, resolve_column_map
+from flagsync.core.records import OPTIONAL_COLUMNS, RowParser, column_map, normalize_person_id, normalize_text
 from flagsync.errors import ConfigError, SourceError
 from flagsync.ports import Changes
 
@@ -187,7 +187,7 @@ class SqlConsentSource:
     """
 
     def __init__(self, url: str, table: str, columns: Mapping[str, str] | None = None, zone: ZoneInfo | None = None) -> None:
-        self._columns = resolve_column_map(columns)
+        self._columns = column_map(columns)
         self._zone = zone if zone is not None else ZoneInfo(_DEFAULT_ZONE)
         try:
             parsed = make_url(url)

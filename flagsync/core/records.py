@@ -57,7 +57,6 @@ from flagsync.core.model import (
     SourceItem,
     is_valid_person_id,
 )
-from flagsync.errors import ConfigError
 
 #: Longest accepted consent form version.
 MAX_CONSENT_VERSION_LENGTH = 64
@@ -82,19 +81,14 @@ _DATE_TIME = re.compile(
 )
 
 
-def resolve_column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
-    """The full contract-name → source-column map: identity, overridden by `columns`.
+def column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
+    """Every contract column with the source column that holds it: `columns` over identity.
 
-    Raises ConfigError naming any key that is not a contract column, or any empty source name.
+    The names were checked by the settings (`source.columns`: contract names only, no empty column);
+    a mapping built in code is trusted the same way.
     """
-    overrides = dict(columns or {})
-    unknown = sorted(name for name in overrides if name not in CONTRACT_COLUMNS)
-    if unknown:
-        raise ConfigError(f"source.columns names unknown contract column(s): {', '.join(unknown)}")
-    blank = sorted(name for name, source in overrides.items() if not isinstance(source, str) or not source.strip())
-    if blank:
-        raise ConfigError(f"source.columns maps {', '.join(blank)} to an empty column name")
-    return {name: overrides.get(name, name).strip() for name in CONTRACT_COLUMNS}
+    chosen = dict(columns or {})
+    return {name: chosen.get(name, name) for name in CONTRACT_COLUMNS}
 
 
 def normalize_text(value: object) -> str | None:

@@ -206,7 +206,7 @@ class SourceSettings(_Section):
     @property
     def column_map(self) -> dict[str, str]:
         """Every contract column with the source column that holds it (the name itself unless `columns` renames it)."""
-        return {name: self.columns.get(name, name).strip() for name in CONTRACT_COLUMNS}
+        return {name: self.columns.get(name, name).strip() for name in CONTRACT_COLUMNS}  # the one place names are trimmed
 
     @model_validator(mode="after")
     def _check_kind(self) -> SourceSettings:

@@ -10,7 +10,7 @@ import pytest
 
 from flagsync.adapters.csv_source import CsvConsentSource
 from flagsync.core.model import ConsentRecord, Decision, QuarantinedRecord, QuarantineReason, SourceItem
-from flagsync.errors import ConfigError, SourceError
+from flagsync.errors import SourceError
 
 from .conftest import CANARY, CONTRACT, NOW, make_row, write_csv
 
@@ -214,12 +214,6 @@ def test_empty_file_is_a_source_error(tmp_path: Path) -> None:
     path = tmp_path / "c.csv"
     path.write_bytes(b"")
     assert "empty" in str(read_error(path))
-
-
-def test_unknown_contract_name_is_a_config_error(tmp_path: Path) -> None:
-    """A column mapping naming something outside the contract is rejected at construction."""
-    with pytest.raises(ConfigError, match="address"):
-        CsvConsentSource(tmp_path / "c.csv", {"address": "Address"})
 
 
 def test_describe_names_the_file(tmp_path: Path) -> None:

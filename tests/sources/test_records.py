@@ -19,8 +19,7 @@ from flagsync.core.model import (
     QuarantineReason,
     is_valid_person_id,
 )
-from flagsync.core.records import parse_record, resolve_column_map
-from flagsync.errors import ConfigError
+from flagsync.core.records import column_map, parse_record
 
 from .conftest import CONTRACT, NOW, make_row
 
@@ -218,14 +217,11 @@ def test_naive_now_is_a_programming_error() -> None:
         parse_record({}, now=datetime(2026, 1, 1), zone=LONDON)
 
 
-def test_column_map_rejects_unknown_contract_names() -> None:
-    """A mapping naming a column outside the contract is a configuration error, identity otherwise."""
-    assert resolve_column_map({"decision": "Outcome"})["decision"] == "Outcome"
-    assert resolve_column_map(None)["record_id"] == "record_id"
-    with pytest.raises(ConfigError, match="full_name"):
-        resolve_column_map({"full_name": "name"})
-    with pytest.raises(ConfigError, match="decision"):
-        resolve_column_map({"decision": " "})
+def test_column_map_is_identity_overridden_by_the_mapping() -> None:
+    """Every contract column maps to itself unless the (settings-checked) mapping renames it."""
+    assert column_map({"decision": "Outcome"})["decision"] == "Outcome"
+    assert column_map(None)["record_id"] == "record_id"
+    assert sorted(column_map(None)) == sorted(CONTRACT_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------
