@@ -26,10 +26,10 @@ from benchlib import Figures
 
 from flagsync.adapters.csv_source import CsvConsentSource
 from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.core.fold import Gatherer
 from flagsync.core.model import Rules, SourceItem
 from flagsync.core.planner import build_plan
 from flagsync.core.records import parse_record
-from flagsync.core.rule import Gatherer
 
 ZONE = ZoneInfo("Europe/London")
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

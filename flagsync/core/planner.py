@@ -35,8 +35,9 @@ from fractions import Fraction
 from itertools import groupby
 from operator import attrgetter
 
+from flagsync.core.fold import CompactStore, Gathered, compact_store
 from flagsync.core.model import ATTENTION_VERDICTS, Attention, Flag, Plan, Refusal, Rules, Skipped, Verdict
-from flagsync.core.rule import Gathered, _Store, compact_store, verdict
+from flagsync.core.rule import verdict
 
 __all__ = ["build_plan", "guard_trips", "verdict_counts"]
 
@@ -182,7 +183,7 @@ def _decide_each(
 
 
 def _decide_compact(
-    store: _Store, flagged: Iterable[str], now: datetime, rules: Rules, scope: frozenset[str] | None
+    store: CompactStore, flagged: Iterable[str], now: datetime, rules: Rules, scope: frozenset[str] | None
 ) -> tuple[_CompactVerdicts, set[str], list[str], list[Attention]]:
     """The same from the fold's compact store, building a person id string only for what the plan lists.
 
@@ -229,7 +230,7 @@ class _CompactVerdicts(Mapping[str, Verdict]):
 
     __slots__ = ("_accepted", "_now", "_now_micros", "_rules", "_scope", "_store")
 
-    def __init__(self, store: _Store, now: datetime, rules: Rules, scope: frozenset[str] | None) -> None:
+    def __init__(self, store: CompactStore, now: datetime, rules: Rules, scope: frozenset[str] | None) -> None:
         self._store = store
         self._now = now
         self._now_micros = (now - _EPOCH) // _MICROSECOND

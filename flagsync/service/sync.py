@@ -25,9 +25,9 @@ from typing import Any
 
 import structlog
 
+from flagsync.core.fold import Gathered, Gatherer
 from flagsync.core.model import Flag, Plan, Refusal, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.planner import build_plan
-from flagsync.core.rule import Gathered, Gatherer
 from flagsync.core.schedule import settled_removals
 from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError, RunInterrupted
 from flagsync.ports import AuditEntry, ConsentSource, CreateOutcome, FlagGateway, NoTelemetry, RunFence, StateStore, Telemetry

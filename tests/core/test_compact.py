@@ -10,10 +10,11 @@ from types import MappingProxyType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flagsync.core.fold import Evidence, Gathered, Gatherer, gather
 from flagsync.core.keytable import KeyTable
 from flagsync.core.model import Flag, QuarantinedRecord, QuarantineReason, Rules, SourceItem
 from flagsync.core.planner import build_plan, verdict_counts
-from flagsync.core.rule import Evidence, Gathered, Gatherer, gather, more_decisive
+from flagsync.core.rule import more_decisive
 from tests.core.builders import T0, consent_records, current_flags, quarantined_records, rec, source_items
 from tests.core.test_properties import nows, rules_strategy, scopes
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from flagsync.core.fold import gather
 from flagsync.core.model import (
     Attention,
     CaseStatus,
@@ -21,7 +22,6 @@ from flagsync.core.model import (
     Verdict,
 )
 from flagsync.core.planner import build_plan, guard_trips
-from flagsync.core.rule import gather
 from tests.core.builders import NOW, at, bad, flag, rec
 
 WITHDRAWN = Decision.WITHDRAWN

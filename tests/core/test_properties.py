@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flagsync.core.fold import gather
 from flagsync.core.model import ConsentRecord, Decision, Flag, Plan, QuarantinedRecord, Rules, SourceItem, Verdict
 from flagsync.core.planner import build_plan
-from flagsync.core.rule import decide, gather, more_decisive, verdict
+from flagsync.core.rule import decide, more_decisive, verdict
 from tests.core.builders import PEOPLE, T0, consent_records, current_flags, one_persons_records, source_items
 
 #: Modest and local (not a global profile): the machine is shared and other suites set their own.

@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from flagsync.core.fold import Evidence, Gatherer, gather
 from flagsync.core.model import CaseStatus, ConsentRecord, Decision, Rules, SourceItem, Verdict
-from flagsync.core.rule import Evidence, Gatherer, decide, gather, more_decisive, verdict
+from flagsync.core.rule import decide, more_decisive, verdict
 from tests.core.builders import NOW, T0, at, bad, rec
 
 GRANTED = Decision.GRANTED
