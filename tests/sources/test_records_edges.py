@@ -1,0 +1,105 @@
+"""The record contract at its edges: exact length limits, the future tolerance, non-text values, bytes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from flagsync.core import records
+from flagsync.core.model import ConsentRecord, QuarantinedRecord, QuarantineReason
+from flagsync.core.records import MAX_CONSENT_VERSION_LENGTH, MAX_RECORD_ID_LENGTH, RowParser, normalize_text, parse_record
+
+from .conftest import CONTRACT, NOW, make_row
+
+LONDON = ZoneInfo("Europe/London")
+R = QuarantineReason
+
+
+def parse(**overrides: object) -> object:
+    row: dict[str, object] = {name: value for name, value in make_row("r1", "P1").items() if name in CONTRACT}
+    row.update(overrides)
+    return parse_record(row, now=NOW, zone=LONDON)
+
+
+def test_a_record_id_of_exactly_the_longest_length_is_accepted() -> None:
+    """A record id of MAX_RECORD_ID_LENGTH (128) characters is valid; one more is not."""
+    longest = "x" * MAX_RECORD_ID_LENGTH
+    assert MAX_RECORD_ID_LENGTH == 128
+    record = parse(record_id=longest)
+    assert isinstance(record, ConsentRecord)
+    assert record.record_id == longest
+
+
+def test_a_quarantined_record_keeps_a_record_id_of_the_longest_length() -> None:
+    """A row quarantined for another field keeps its record id while it is at most 128 characters."""
+    item = parse(record_id="x" * MAX_RECORD_ID_LENGTH, decision="maybe")
+    assert item == QuarantinedRecord("x" * MAX_RECORD_ID_LENGTH, "P1", R.BAD_DECISION, "decision")
+
+
+def test_a_quarantined_record_drops_an_over_long_record_id() -> None:
+    """An over-long record id is not kept (it is no valid id to report), the person id still is."""
+    item = parse(record_id="x" * (MAX_RECORD_ID_LENGTH + 1))
+    assert item == QuarantinedRecord(None, "P1", R.FIELD_TOO_LONG, "record_id")
+
+
+def test_a_consent_version_of_exactly_the_longest_length_is_accepted() -> None:
+    """A consent version of MAX_CONSENT_VERSION_LENGTH (64) characters is valid; 65 is FIELD_TOO_LONG."""
+    assert MAX_CONSENT_VERSION_LENGTH == 64
+    record = parse(consent_version="v" * 64)
+    assert isinstance(record, ConsentRecord)
+    assert record.consent_version == "v" * 64
+    assert parse(consent_version="v" * 65) == QuarantinedRecord("r1", "P1", R.FIELD_TOO_LONG, "consent_version")
+
+
+def test_recorded_at_within_the_future_tolerance_is_accepted() -> None:
+    """A recorded_at up to five minutes ahead of now (clock skew) is valid, at the limit included."""
+    for ahead in (timedelta(minutes=4), timedelta(minutes=5)):
+        record = parse(recorded_at=(NOW + ahead).isoformat())
+        assert isinstance(record, ConsentRecord)
+        assert record.recorded_at == NOW + ahead
+
+
+@pytest.mark.parametrize(
+    ("column", "reason"),
+    [
+        ("decision", R.BAD_DECISION),
+        ("informed", R.BAD_BOOLEAN),
+        ("consented_by", R.BAD_CONSENTED_BY),
+        ("recorded_at", R.BAD_TIMESTAMP),
+        ("expires_at", R.BAD_TIMESTAMP),
+        ("case_status", R.BAD_CASE_STATUS),
+        ("updated_at", R.BAD_TIMESTAMP),
+    ],
+)
+def test_a_structured_value_is_quarantined_never_a_crash(column: str, reason: QuarantineReason) -> None:
+    """A list or dict (a JSON column, say) where a word or a timestamp belongs is quarantined with the column's reason."""
+    for value in (["granted"], {"decision": "granted"}):
+        assert parse(**{column: value}) == QuarantinedRecord("r1", "P1", reason, column)
+
+
+def test_normalize_text_decodes_bytes_as_utf8_replacing_what_is_not() -> None:
+    """Bytes are read as UTF-8, an undecodable byte becomes U+FFFD, and the text is stripped."""
+    assert normalize_text(b" caf\xc3\xa9 \xff ") == "caf\u00e9 \ufffd"
+
+
+def test_normalize_text_of_other_values_is_their_text() -> None:
+    """An integer or other value is compared as its text; blank is None."""
+    assert normalize_text(1001) == "1001"
+    assert normalize_text(" \t") is None
+    assert normalize_text(b"   ") is None
+
+
+def test_a_parser_refuses_a_naive_now() -> None:
+    """`now` must be timezone-aware: a naive one is refused, saying so."""
+    with pytest.raises(ValueError, match=r"^now must be timezone-aware$"):
+        RowParser(now=NOW.replace(tzinfo=None), zone=LONDON)
+
+
+def test_parse_record_works_when_no_parser_was_made_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first parse of a process (no parser remembered yet) parses like any other."""
+    monkeypatch.setattr(records, "_last_parser", None)
+    assert isinstance(parse(), ConsentRecord)
+    assert records._last_parser is not None
+    assert records._last_parser.now == NOW
