@@ -1,0 +1,159 @@
+"""The rule's refusals and the fold's compact store at their edges: odd zones, odd ids, snapshots, lookups, digests."""
+
+from __future__ import annotations
+
+from array import array
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+
+import pytest
+
+from flagsync.core.digests import PersonDigests
+from flagsync.core.fold import Evidence, Gatherer, compact_store, gather
+from flagsync.core.keytable import KeyTable
+from flagsync.core.model import Decision, Flag, Rules, Verdict
+from flagsync.core.planner import build_plan
+from flagsync.core.rule import decide, verdict
+from tests.core.builders import NOW, T0, bad, rec
+
+RULES = Rules()
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo that knows no offset: a datetime carrying it is as good as naive."""
+
+    def utcoffset(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def dst(self, dt: datetime | None) -> timedelta | None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str | None:
+        return None
+
+
+def test_the_rule_refuses_a_now_whose_zone_has_no_offset() -> None:
+    """A `now` with a tzinfo that gives no UTC offset is as unusable as a naive one: ValueError, saying why."""
+    with pytest.raises(ValueError, match=r"^now must be timezone-aware$"):
+        verdict(rec(), uncertain=False, now=NOW.replace(tzinfo=_NoOffset()), rules=RULES)
+    with pytest.raises(ValueError, match=r"^now must be timezone-aware$"):
+        verdict(rec(), uncertain=False, now=NOW.replace(tzinfo=None), rules=RULES)
+
+
+def test_verdict_without_a_deciding_record_names_the_mistake() -> None:
+    """A certain person needs a deciding record; asking without one is a ValueError that says so."""
+    with pytest.raises(ValueError, match=r"^a person who is not uncertain needs a deciding record$"):
+        verdict(None, uncertain=False, now=NOW, rules=RULES)
+
+
+def test_decide_checks_every_valid_record_even_after_a_quarantined_one() -> None:
+    """decide() refuses records of two people even when a quarantined record comes first."""
+    with pytest.raises(ValueError, match=r"^decide\(\) takes the records of one person only$"):
+        decide([bad(person_id="P1"), rec("r1", "P1"), rec("r2", "P2")], NOW, RULES)
+
+
+def test_a_snapshot_is_not_changed_by_what_is_added_after_it() -> None:
+    """result() is a snapshot: later records, new consent versions and records kept whole do not reach it."""
+    gatherer = Gatherer()
+    gatherer.add(rec("r1", "P1", consent_version="v1"))
+    first = gatherer.result()
+    odd_zone = timezone(timedelta(hours=1))  # not datetime.UTC: such a record is kept whole
+    gatherer.add(rec("r2", "P1", consent_version="v2", recorded_at=T0 + timedelta(hours=1)))
+    gatherer.add(rec("r3", "P2", recorded_at=(T0 + timedelta(hours=2)).astimezone(odd_zone)))
+    gatherer.add(rec("r4", "P3", consent_version="v3"))
+    second = gatherer.result()
+    assert dict(first.people) == {"P1": Evidence(uncertain=False, deciding=rec("r1", "P1", consent_version="v1"))}
+    assert second.people["P1"].deciding == rec("r2", "P1", consent_version="v2", recorded_at=T0 + timedelta(hours=1))
+    assert second.people["P2"].deciding == rec("r3", "P2", recorded_at=(T0 + timedelta(hours=2)).astimezone(odd_zone))
+    assert second.people["P3"].deciding == rec("r4", "P3", consent_version="v3")
+
+
+def test_a_record_kept_whole_gets_the_rules_verdict_in_a_plan() -> None:
+    """A deciding record with a timestamp outside datetime.UTC (kept whole) is judged by the rule like any other."""
+    odd_zone = timezone(timedelta(hours=-5))
+    expired = rec("r1", "P1", expires_at=(NOW - timedelta(days=1)).astimezone(odd_zone))
+    granted = rec("r2", "P2", recorded_at=T0.astimezone(odd_zone))
+    plan = build_plan(gather([expired, granted]), [Flag("INV-1", "P1", 1)], NOW, RULES)
+    assert plan.verdicts["P1"] is Verdict.EXPIRED
+    assert plan.verdicts["P2"] is Verdict.GRANTED
+    assert [flag.person_id for flag in plan.removes] == ["P1"]
+    assert list(plan.adds) == ["P2"]
+
+
+def test_record_ids_with_lone_surrogates_come_back_unchanged() -> None:
+    """A record id holding a lone surrogate (undecodable source bytes, escaped) is kept and given back exactly."""
+    odd = "r\ud800x"
+    gathered = gather([rec(odd, "P1")])
+    assert gathered.people["P1"].deciding == rec(odd, "P1")
+    store = compact_store(gathered)
+    assert store is not None
+    assert store.record_id(store.people.index("P1")) == odd
+
+
+def test_a_person_with_only_invalid_records_has_no_deciding_record_id() -> None:
+    """A person named only by quarantined records has no deciding record: record_id is None, not an empty id."""
+    gathered = gather([bad("q1", "P1"), rec("r2", "P2")])
+    store = compact_store(gathered)
+    assert store is not None
+    assert store.record_id(store.people.index("P1")) is None
+    assert store.record_id(store.people.index("P2")) == "r2"
+    assert gathered.people["P1"] == Evidence(uncertain=True, deciding=None)
+
+
+def test_people_lookups_by_something_not_a_person_id_fail_like_a_dict() -> None:
+    """Gathered.people: an absent id or a non-text key is a KeyError naming the key; `in` answers both ways."""
+    gathered = gather([rec("r1", "P1"), rec("r2", "P2"), rec("r3", "P3")])
+    for key in ("P9", 1, 0):
+        with pytest.raises(KeyError) as raised:
+            gathered.people[key]  # type: ignore[index]  # a wrong key on purpose
+        assert raised.value.args == (key,)
+    assert "P2" in gathered.people
+    assert "P9" not in gathered.people
+    assert sorted(gathered.people) == ["P1", "P2", "P3"]
+
+
+def test_keytable_nbytes_is_the_size_of_its_buffers() -> None:
+    """nbytes counts the key bytes and every array's items (an int, growing with the keys)."""
+    table = KeyTable()
+    empty = table.nbytes()
+    for n in range(100):
+        table.add(f"P{n:04d}")
+    buffers = (table._starts, table._hashes, table._slots)
+    assert table.nbytes() == len(table._keys) + sum(a.itemsize * len(a) for a in buffers)
+    assert isinstance(table.nbytes(), int)
+    assert table.nbytes() > empty + 100 * 5
+
+
+def test_person_digests_start_at_zero_for_the_people_given() -> None:
+    """PersonDigests over a given key table uses that table, each person with a zero digest."""
+    people = KeyTable()
+    people.add("P1")
+    people.add("P2")
+    digests = PersonDigests(people)
+    assert digests.people is people
+    assert list(digests.digests) == [0, 0]
+    assert len(digests) == 2
+
+
+def test_person_digests_refuse_a_digest_count_that_is_not_one_per_person() -> None:
+    """Digests and people must pair up: otherwise ValueError, saying so."""
+    people = KeyTable()
+    people.add("P1")
+    with pytest.raises(ValueError, match=r"^one digest per person$"):
+        PersonDigests(people, array("Q", [1, 2]))
+
+
+def test_changes_are_found_in_every_block_of_people() -> None:
+    """With more people than one comparison block, a change in any block is found, and only the changed people."""
+    before, after = PersonDigests(), PersonDigests()
+    ids = [f"P{n:05d}" for n in range(10_000)]
+    for number, person in enumerate(ids):
+        before.add(person, number)
+        after.add(person, number + (1 if number in (5, 4_500, 9_999) else 0))
+    assert after.changed_since(before) == {"P00005", "P04500", "P09999"}
+
+
+def test_decide_on_withdrawn_after_quarantined_is_uncertain() -> None:
+    """Any invalid record makes the person uncertain, whatever comes after it."""
+    assert decide([bad(person_id="P1"), rec("r1", "P1", Decision.WITHDRAWN, recorded_at=datetime.now(UTC))], NOW, RULES) is (
+        Verdict.UNCERTAIN
+    )
