@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import benchlib
 from benchlib import Figures
 
-from flagsync.adapters.csv_source import CsvConsentSource
+from flagsync.adapters.csv import CsvConsentSource
 from flagsync.adapters.sql import SqlConsentSource
 from flagsync.core.fold import Gatherer
 from flagsync.core.model import Rules, SourceItem

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flagsync.adapters.csv_source import CsvConsentSource
+from flagsync.adapters.csv import CsvConsentSource
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.sql import SqlConsentSource
