@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 import benchlib
 from benchlib import Figures
 
-from flagsync.adapters.csv_source import CsvConsentSource
-from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.adapters.csv import CsvConsentSource
+from flagsync.adapters.sql import SqlConsentSource
 from flagsync.core.fold import Gatherer
 from flagsync.core.model import Rules, SourceItem
 from flagsync.core.planner import build_plan

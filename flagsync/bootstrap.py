@@ -7,11 +7,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from flagsync.adapters.csv_source import CsvConsentSource
+from flagsync.adapters.csv import CsvConsentSource
 from flagsync.adapters.one.endpoint import OneEndpoint
 from flagsync.adapters.one.gateway import HttpFlagGateway
 from flagsync.adapters.run_lock import RunLock
-from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.adapters.sql import SqlConsentSource
 from flagsync.adapters.state import SqlStateStore
 from flagsync.core.model import Rules
 from flagsync.core.pseudonym import Keyring, Pseudonymizer

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from flagsync.adapters.csv_source import CsvConsentSource
+from flagsync.adapters.csv import CsvConsentSource
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
-from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.adapters.sql import SqlConsentSource
 from flagsync.adapters.state import SqlStateStore
 from flagsync.bootstrap import App
 from flagsync.core.model import Rules, RunTrigger

@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.adapters.sql import SqlConsentSource
 from flagsync.core.model import CONTRACT_COLUMNS, ConsentRecord, Decision
 from flagsync.settings import REQUIRED_SETTINGS, load_settings
 from tests.deploy.settings_names import ROOT, dockerfile_env, setting_for, unknown_names

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flagsync.adapters import csv_source
-from flagsync.adapters.csv_source import CsvConsentSource
+import flagsync.adapters.csv.source as csv_source
+from flagsync.adapters.csv import CsvConsentSource
 from flagsync.ports import Changes
 
 from .conftest import CONTRACT, NOW, make_row, write_csv

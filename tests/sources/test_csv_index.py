@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import flagsync.adapters.csv_source as module
-from flagsync.adapters.csv_source import FIELD_LIMIT, CsvConsentSource
+import flagsync.adapters.csv.source as module
+from flagsync.adapters.csv import FIELD_LIMIT, CsvConsentSource
 from flagsync.core.model import ConsentRecord, Decision, QuarantinedRecord, QuarantineReason, SourceItem
 from flagsync.errors import SourceError
 

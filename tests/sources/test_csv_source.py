@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flagsync.adapters.csv_source import CsvConsentSource
+from flagsync.adapters.csv import CsvConsentSource
 from flagsync.core.model import ConsentRecord, Decision, QuarantinedRecord, QuarantineReason, SourceItem
 from flagsync.errors import SourceError
 
@@ -135,7 +135,7 @@ def test_personal_data_never_reaches_the_items(tmp_path: Path) -> None:
 
 def test_rows_are_cut_to_mapped_columns_before_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The values handed to the parser are the contract columns alone, never the file's other columns."""
-    import flagsync.adapters.csv_source as module
+    import flagsync.adapters.csv.source as module
     from flagsync.core.records import RowParser
 
     seen: list[tuple[object, ...]] = []

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.adapters.sql import SqlConsentSource
 from flagsync.ports import Changes
 
 from .conftest import CONTRACT, Database, eventually, make_row

@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from flagsync.adapters import sql_source
-from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.adapters.sql import SqlConsentSource, layout
 from flagsync.core.model import CONTRACT_COLUMNS, ConsentRecord, Decision, QuarantinedRecord, QuarantineReason, SourceItem
 
 from .conftest import CONTRACT, NOW, Database, make_row
@@ -255,8 +254,8 @@ def test_a_partial_unique_index_is_not_trusted(tmp_path: Path) -> None:
 def test_whitespace_ranges_hold_every_character_strip_removes() -> None:
     """Every character str.strip() removes lies in one of the two ranges the person probes search."""
     stripped = [chr(c) for c in range(0x110000) if not chr(c).strip()]
-    ascii_range = (sql_source._ASCII_SPACE_FIRST, sql_source._ASCII_SPACE_LAST)
-    wide_range = (sql_source._WIDE_SPACE_FIRST, sql_source._WIDE_SPACE_LAST)
+    ascii_range = (layout._ASCII_SPACE_FIRST, layout._ASCII_SPACE_LAST)
+    wide_range = (layout._WIDE_SPACE_FIRST, layout._WIDE_SPACE_LAST)
     assert all(ascii_range[0] <= c <= ascii_range[1] or wide_range[0] <= c <= wide_range[1] for c in stripped)
     id_characters = "0123456789-_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
     assert all(ascii_range[1] < c < wide_range[0] for c in id_characters)  # no person id character is in either range

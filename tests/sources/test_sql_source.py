@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from flagsync.adapters.sql_source import SqlConsentSource
+from flagsync.adapters.sql import SqlConsentSource
 from flagsync.core.model import ConsentRecord, Decision, QuarantinedRecord, QuarantineReason, SourceItem
 from flagsync.errors import ConfigError, SourceError
 

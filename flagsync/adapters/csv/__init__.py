@@ -1,0 +1,11 @@
+"""The `ConsentSource` over a CSV export of the consent form.
+
+`source` holds the adapter (whole reads, person reads, keeping its index current, change
+detection), `index` the per-person index of one version of the file and how it is built,
+`lines` the file's bytes turned into checked records (decoding, the field-length limit, errors).
+"""
+
+from flagsync.adapters.csv.lines import FIELD_LIMIT
+from flagsync.adapters.csv.source import CsvConsentSource
+
+__all__ = ["FIELD_LIMIT", "CsvConsentSource"]
