@@ -79,9 +79,6 @@ class Layout:
             raise KeyError(name)
         return self.table.c[actual]
 
-    def present(self) -> list[tuple[str, str]]:
-        return [(name, actual) for name, actual in self.columns.items() if actual is not None]
-
     def person_condition(self, person_id: str) -> sa.ColumnElement[bool] | None:
         """An index-backed condition selecting at least every row `read_all` attributes to `person_id`.
 
