@@ -11,8 +11,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from mocks.one import schemas
-from mocks.one.core import IDEMPOTENCY_KEY_RE, JournalQuery
+from mocks.one.core import IDEMPOTENCY_KEY_RE
 from mocks.one.errors import ApiError
+from mocks.one.journal import JournalQuery
 from mocks.one.openapi import INVOLVEMENT_ID, error_responses, json_body, param
 from mocks.one.route_helpers import core_of, field_path, json_object, json_response, query_params, resource_response
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import collections
 import fnmatch
 import hashlib
 import hmac
@@ -16,12 +15,13 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mocks.one.errors import ApiError
+from mocks.one.journal import Journal, JournalPage, JournalQuery, JournalRecord
 from mocks.one.persistence import StateFileWriter, read_state_file
 from mocks.one.schemas import FaultConfig, FaultRule, FaultSettings, PersonSeed
 
@@ -32,7 +32,6 @@ INVOLVEMENT_ID_RE = re.compile(r"INV-([0-9]{6,})")
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,64}")
 ALL_SCOPES = frozenset({"involvements.read", "involvements.write"})
 PAGE_TOKEN_TTL_SECONDS = 600.0
-JOURNAL_CAPACITY = 10_000
 MAX_PAGE_TOKEN_LENGTH = 512
 
 
@@ -169,98 +168,6 @@ class _Faults:
 
 
 @dataclass
-class JournalRecord:
-    """One received request; `status` is filled in when the answer starts."""
-
-    seq: int
-    time: str
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: str
-    correlation_id: str
-    status: int | None = None
-    error_code: str | None = None
-    dropped: bool = False
-    injected_fault: bool = False
-    fault_rule: int | None = None
-    rate_limited: bool = False
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "time": self.time,
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "headers": dict(self.headers),
-            "body": self.body,
-            "status": self.status,
-            "errorCode": self.error_code,
-            "correlationId": self.correlation_id,
-            "dropped": self.dropped,
-            "injectedFault": self.injected_fault,
-            "faultRule": self.fault_rule,
-            "rateLimited": self.rate_limited,
-        }
-
-    def matches(self, query: JournalQuery) -> bool:
-        """Whether this record passes every filter of `query` (the seq bounds included)."""
-        if not query.since < self.seq or (query.before is not None and self.seq >= query.before):
-            return False
-        if query.method is not None and self.method.upper() != query.method:
-            return False
-        if query.path is not None and not fnmatch.fnmatchcase(self.path, query.path):
-            return False
-        if query.injected is not None and self.injected_fault != query.injected:
-            return False
-        if query.idempotency_key is not None and self.headers.get("idempotency-key") != query.idempotency_key:
-            return False
-        return query.status is None or _status_matches(query.status, self.status, self.dropped)
-
-
-def _status_matches(wanted: str, status: int | None, dropped: bool) -> bool:
-    if wanted == "dropped":
-        return dropped
-    if status is None:
-        return False
-    if wanted.endswith("xx"):
-        return str(status)[0] == wanted[0]
-    return str(status) == wanted
-
-
-@dataclass(frozen=True)
-class JournalQuery:
-    """Which journal records to return: filters, seq bounds (since < seq < before) and at most the latest `limit`."""
-
-    since: int = 0
-    before: int | None = None
-    limit: int | None = None
-    method: str | None = None
-    #: An exact status ("503"), a class ("5xx") or "dropped".
-    status: str | None = None
-    #: An fnmatch-style glob on the path, as in fault rules.
-    path: str | None = None
-    injected: bool | None = None
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class JournalPage:
-    """The latest `limit` matching records (oldest first) and the cursors to the pages around them."""
-
-    items: list[dict[str, Any]]
-    matched: int
-    #: `before` for the next older page, or None.
-    older_before: int | None
-    #: Whether newer matching records exist (the page is not the latest).
-    has_newer: bool
-    #: `before` for the next newer page; None with has_newer means the newer page is the latest.
-    newer_before: int | None
-
-
-@dataclass
 class _Data:
     people: dict[str, PersonSeed] = field(default_factory=dict)
     involvements: dict[int, _Involvement] = field(default_factory=dict)
@@ -292,8 +199,7 @@ class MockCore:
         self._page_key = secrets.token_bytes(32)
         self._next_rule_id = 1
         self._faults = self._new_faults(FaultConfig())
-        self._journal: collections.deque[JournalRecord] = collections.deque(maxlen=JOURNAL_CAPACITY)
-        self._journal_seq = 0
+        self._journal = Journal()
         self._writer: StateFileWriter | None = None
         if state_file is not None:
             loaded = read_state_file(state_file)
@@ -744,17 +650,22 @@ class MockCore:
                 )
         return None
 
-    # ----------------------------------------------------------------- journal
+    # ----------------------------------------------------------------- journal (Journal)
 
     def journal_start(
         self, *, method: str, path: str, query: str, headers: dict[str, str], body: str, correlation_id: str
     ) -> JournalRecord:
         """Append a journal record for a request as it arrives and return it (for the status to be filled in)."""
         with self._lock:
-            self._journal_seq += 1
-            record = JournalRecord(self._journal_seq, _iso(self._clock()), method, path, query, headers, body, correlation_id)
-            self._journal.append(record)
-        return record
+            return self._journal.start(
+                _iso(self._clock()),
+                method=method,
+                path=path,
+                query=query,
+                headers=headers,
+                body=body,
+                correlation_id=correlation_id,
+            )
 
     def journal(self, limit: int | None = None, since: int = 0) -> list[dict[str, Any]]:
         """Return journal records after `since`, oldest first, at most the latest `limit`."""
@@ -762,17 +673,8 @@ class MockCore:
 
     def journal_page(self, query: JournalQuery) -> JournalPage:
         """Return the latest `query.limit` records matching `query`, oldest first, with the cursors around them."""
-        unbounded = replace(query, before=None)
         with self._lock:
-            matching = [record for record in self._journal if record.matches(query)]
-            newer = [] if query.before is None else [r for r in self._journal if r.seq >= query.before and r.matches(unbounded)]
-            shown = matching if query.limit is None else matching[-query.limit :]
-            items = [record.view() for record in shown]
-        older_before = shown[0].seq if shown and len(shown) < len(matching) else None
-        newer_before = None
-        if query.limit is not None and len(newer) > query.limit:
-            newer_before = newer[query.limit].seq
-        return JournalPage(items, len(matching), older_before, bool(newer), newer_before)
+            return self._journal.page(query)
 
 
 def _etag_matches(if_match: str, version: int) -> bool:

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from mocks.one.control_routes import journal_query
-from mocks.one.core import JournalQuery
 from mocks.one.errors import ApiError
+from mocks.one.journal import JournalQuery
 from mocks.one.route_helpers import core_of, query_params
 from mocks.one.tester_page import DEFAULT_ROWS, MAX_ROWS, PAGE_PARAMETERS, render_tester_page
 
