@@ -1,4 +1,4 @@
-"""The mock's state and rules behind one lock: people, involvements, tokens, idempotency, page tokens, faults and journal."""
+"""MockCore: One's rules (tokens, people, involvements, idempotency, page tokens) over the mock's state, behind one lock."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,11 @@ from mocks.one.faults import FaultDecision, FaultInjector
 from mocks.one.journal import Journal, JournalPage, JournalQuery, JournalRecord
 from mocks.one.persistence import StateFileWriter, read_state_file
 from mocks.one.schemas import FaultConfig, FaultRule, FaultSettings, PersonSeed
+from mocks.one.store import IdempotencyRecord, Store, StoredInvolvement, format_involvement_id, parse_involvement_id
 
 Clock = Callable[[], float]
 
 PERSON_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-INVOLVEMENT_ID_RE = re.compile(r"INV-([0-9]{6,})")
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,64}")
 ALL_SCOPES = frozenset({"involvements.read", "involvements.write"})
 PAGE_TOKEN_TTL_SECONDS = 600.0
@@ -36,17 +36,6 @@ MAX_PAGE_TOKEN_LENGTH = 512
 def involvement_type_for(team: str) -> str:
     """Return the one involvement type a service team may create: `<TEAM>_WORKING_WITH_FAMILY`."""
     return f"{team}_WORKING_WITH_FAMILY"
-
-
-def format_involvement_id(number: int) -> str:
-    """Return the public id of involvement number `number`, e.g. INV-000042."""
-    return f"INV-{number:06d}"
-
-
-def parse_involvement_id(text: str) -> int | None:
-    """Return the number inside a well-formed involvement id, or None."""
-    match = INVOLVEMENT_ID_RE.fullmatch(text)
-    return int(match.group(1)) if match else None
 
 
 def _iso(epoch: float) -> str:
@@ -81,65 +70,12 @@ class _Token:
     issued_at: float
 
 
-@dataclass
-class _Involvement:
-    number: int
-    person_id: str
-    team: str
-    involvement_type: str
-    status: str
-    start_date: str
-    last_updated: str
-    version: int
-    listed_from: float = 0.0
-    stale_view: dict[str, Any] | None = None
-    stale_until: float = 0.0
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": format_involvement_id(self.number),
-            "personId": self.person_id,
-            "serviceTeam": self.team,
-            "involvementType": self.involvement_type,
-            "status": self.status,
-            "startDate": self.start_date,
-            "lastUpdated": self.last_updated,
-            "version": self.version,
-        }
-
-    def listed_view(self, now: float) -> dict[str, Any] | None:
-        """What a listing shows at `now` when writes reach listings late; None while not yet listed."""
-        if now < self.listed_from:
-            return None
-        if self.stale_view is not None and now < self.stale_until:
-            return self.stale_view
-        return self.view()
-
-
-@dataclass(frozen=True)
-class _Idempotent:
-    fingerprint: str
-    resource: dict[str, Any]
-    #: Set when the original answer was 409 DUPLICATE_ACTIVE_INVOLVEMENT: the id it named (a replay answers the same).
-    duplicate_of: str | None = None
-
-
 @dataclass(frozen=True)
 class CreateOutcome:
     """The resource a create answered with, and whether it was an idempotent replay."""
 
     resource: dict[str, Any]
     replayed: bool
-
-
-@dataclass
-class _Data:
-    people: dict[str, PersonSeed] = field(default_factory=dict)
-    involvements: dict[int, _Involvement] = field(default_factory=dict)
-    numbers: list[int] = field(default_factory=list)
-    by_person: dict[str, list[int]] = field(default_factory=dict)
-    idempotency: dict[tuple[str, str], _Idempotent] = field(default_factory=dict)
-    next_number: int = 1
 
 
 class MockCore:
@@ -158,7 +94,7 @@ class MockCore:
         self._clock = clock
         self._clients = {client.client_id: client for client in clients}
         self.any_person = any_person
-        self._data = _Data()
+        self._data = Store()
         self._tokens: dict[str, _Token] = {}
         self._page_key = secrets.token_bytes(32)
         self._faults = FaultInjector(seed=seed, clock=clock)
@@ -167,7 +103,7 @@ class MockCore:
         if state_file is not None:
             loaded = read_state_file(state_file)
             if loaded is not None:
-                self._restore(loaded)
+                self._data = Store.from_snapshot(loaded)
             self._writer = StateFileWriter(state_file, self._snapshot_for_file)
 
     # ----------------------------------------------------------------- lifecycle
@@ -183,56 +119,7 @@ class MockCore:
 
     def _snapshot_for_file(self) -> dict[str, Any]:
         with self._lock:
-            data = self._data
-            return {
-                "format": 1,
-                "nextNumber": data.next_number,
-                "people": [person.model_dump() for person in data.people.values()],
-                "involvements": [inv.view() for inv in data.involvements.values()],
-                "idempotency": [
-                    {
-                        "clientId": client_id,
-                        "key": key,
-                        "fingerprint": record.fingerprint,
-                        "resource": record.resource,
-                        "duplicateOf": record.duplicate_of,
-                    }
-                    for (client_id, key), record in data.idempotency.items()
-                ],
-            }
-
-    def _restore(self, state: Mapping[str, Any]) -> None:
-        data = _Data()
-        for raw in state.get("people", []):
-            person = PersonSeed.model_validate(raw)
-            data.people[person.personId] = person
-        for raw in state.get("involvements", []):
-            number = parse_involvement_id(str(raw["id"]))
-            if number is None:
-                continue
-            inv = _Involvement(
-                number=number,
-                person_id=str(raw["personId"]),
-                team=str(raw["serviceTeam"]),
-                involvement_type=str(raw["involvementType"]),
-                status=str(raw["status"]),
-                start_date=str(raw["startDate"]),
-                last_updated=str(raw["lastUpdated"]),
-                version=int(raw["version"]),
-            )
-            self._insert(data, inv)
-        for raw in state.get("idempotency", []):
-            duplicate_of = raw.get("duplicateOf")
-            record = _Idempotent(str(raw["fingerprint"]), dict(raw["resource"]), str(duplicate_of) if duplicate_of else None)
-            data.idempotency[(str(raw["clientId"]), str(raw["key"]))] = record
-        data.next_number = max(int(state.get("nextNumber", 1)), (data.numbers[-1] + 1) if data.numbers else 1)
-        self._data = data
-
-    @staticmethod
-    def _insert(data: _Data, inv: _Involvement) -> None:
-        data.involvements[inv.number] = inv
-        bisect.insort(data.numbers, inv.number)
-        data.by_person.setdefault(inv.person_id, []).append(inv.number)
+            return self._data.snapshot()
 
     # ----------------------------------------------------------------- tokens
 
@@ -329,19 +216,19 @@ class MockCore:
                 if ours and existing.status == "active":
                     # The 409 is the original answer too: a replay of this key must not create a flag later.
                     duplicate_of = format_involvement_id(number)
-                    data.idempotency[(principal.client_id, key)] = _Idempotent(fingerprint, {}, duplicate_of)
+                    data.idempotency[(principal.client_id, key)] = IdempotencyRecord(fingerprint, {}, duplicate_of)
                     self._changed()  # only signals the state-file writer, which takes the lock after we leave
                     raise ApiError(409, "DUPLICATE_ACTIVE_INVOLVEMENT", details={"existingInvolvementId": duplicate_of})
             inv = self._new_involvement(person_id, principal.team, involvement_type, "active")
             resource = inv.view()
-            data.idempotency[(principal.client_id, key)] = _Idempotent(fingerprint, resource)
+            data.idempotency[(principal.client_id, key)] = IdempotencyRecord(fingerprint, resource)
         self._changed()
         return CreateOutcome(resource, replayed=False)
 
-    def _new_involvement(self, person_id: str, team: str, involvement_type: str, status: str) -> _Involvement:
+    def _new_involvement(self, person_id: str, team: str, involvement_type: str, status: str) -> StoredInvolvement:
         now = self._clock()
         data = self._data
-        inv = _Involvement(
+        inv = StoredInvolvement(
             number=data.next_number,
             person_id=person_id,
             team=team,
@@ -353,7 +240,7 @@ class MockCore:
             listed_from=now + self._faults.config.listingDelaySeconds,
         )
         data.next_number += 1
-        self._insert(data, inv)
+        data.insert(inv)
         return inv
 
     def list_ours(
@@ -419,14 +306,14 @@ class MockCore:
             self._remove(inv)
         self._changed()
 
-    def _find(self, involvement_id: str) -> _Involvement:
+    def _find(self, involvement_id: str) -> StoredInvolvement:
         number = parse_involvement_id(involvement_id)
         inv = self._data.involvements.get(number) if number is not None else None
         if inv is None:
             raise ApiError(404, "INVOLVEMENT_NOT_FOUND")
         return inv
 
-    def _remove(self, inv: _Involvement) -> None:
+    def _remove(self, inv: StoredInvolvement) -> None:
         now = self._clock()
         delay = self._faults.config.listingDelaySeconds
         if delay > 0:
@@ -461,7 +348,7 @@ class MockCore:
     def reset(self) -> None:
         """Forget people, involvements, idempotency keys, the journal and faults (tokens stay valid)."""
         with self._lock:
-            self._data = _Data()
+            self._data = Store()
             self._faults.reset()
             self._journal.clear()
             self._page_key = secrets.token_bytes(32)
