@@ -1,55 +1,41 @@
-"""The mock's state and rules behind one lock: people, involvements, tokens, idempotency, page tokens, faults and journal."""
+"""MockCore: One's rules (tokens, people, involvements, idempotency, page tokens) over the mock's state, behind one lock."""
 
 from __future__ import annotations
 
 import base64
 import bisect
-import collections
-import fnmatch
 import hashlib
 import hmac
 import json
-import math
-import random
 import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mocks.one.errors import ApiError
+from mocks.one.faults import FaultDecision, FaultInjector
+from mocks.one.journal import Journal, JournalPage, JournalQuery, JournalRecord
 from mocks.one.persistence import StateFileWriter, read_state_file
 from mocks.one.schemas import FaultConfig, FaultRule, FaultSettings, PersonSeed
+from mocks.one.store import IdempotencyRecord, Store, StoredInvolvement, format_involvement_id, parse_involvement_id
 
 Clock = Callable[[], float]
 
 PERSON_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-INVOLVEMENT_ID_RE = re.compile(r"INV-([0-9]{6,})")
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,64}")
 ALL_SCOPES = frozenset({"involvements.read", "involvements.write"})
 PAGE_TOKEN_TTL_SECONDS = 600.0
-JOURNAL_CAPACITY = 10_000
 MAX_PAGE_TOKEN_LENGTH = 512
 
 
 def involvement_type_for(team: str) -> str:
     """Return the one involvement type a service team may create: `<TEAM>_WORKING_WITH_FAMILY`."""
     return f"{team}_WORKING_WITH_FAMILY"
-
-
-def format_involvement_id(number: int) -> str:
-    """Return the public id of involvement number `number`, e.g. INV-000042."""
-    return f"INV-{number:06d}"
-
-
-def parse_involvement_id(text: str) -> int | None:
-    """Return the number inside a well-formed involvement id, or None."""
-    match = INVOLVEMENT_ID_RE.fullmatch(text)
-    return int(match.group(1)) if match else None
 
 
 def _iso(epoch: float) -> str:
@@ -84,190 +70,12 @@ class _Token:
     issued_at: float
 
 
-@dataclass
-class _Involvement:
-    number: int
-    person_id: str
-    team: str
-    involvement_type: str
-    status: str
-    start_date: str
-    last_updated: str
-    version: int
-    listed_from: float = 0.0
-    stale_view: dict[str, Any] | None = None
-    stale_until: float = 0.0
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "id": format_involvement_id(self.number),
-            "personId": self.person_id,
-            "serviceTeam": self.team,
-            "involvementType": self.involvement_type,
-            "status": self.status,
-            "startDate": self.start_date,
-            "lastUpdated": self.last_updated,
-            "version": self.version,
-        }
-
-    def listed_view(self, now: float) -> dict[str, Any] | None:
-        """What a listing shows at `now` when writes reach listings late; None while not yet listed."""
-        if now < self.listed_from:
-            return None
-        if self.stale_view is not None and now < self.stale_until:
-            return self.stale_view
-        return self.view()
-
-
-@dataclass(frozen=True)
-class _Idempotent:
-    fingerprint: str
-    resource: dict[str, Any]
-    #: Set when the original answer was 409 DUPLICATE_ACTIVE_INVOLVEMENT: the id it named (a replay answers the same).
-    duplicate_of: str | None = None
-
-
 @dataclass(frozen=True)
 class CreateOutcome:
     """The resource a create answered with, and whether it was an idempotent replay."""
 
     resource: dict[str, Any]
     replayed: bool
-
-
-@dataclass(frozen=True)
-class FaultDecision:
-    """What an injected fault does to one request."""
-
-    rule_id: int
-    latency_seconds: float
-    status: int | None
-    code: str | None
-    retry_after: int | None
-    after_commit: bool
-    drop_connection: bool
-
-
-@dataclass
-class _RuleState:
-    id: int
-    rule: FaultRule
-    fired: int = 0
-
-    def remaining(self) -> int | None:
-        return None if self.rule.times is None else max(self.rule.times - self.fired, 0)
-
-
-@dataclass
-class _Faults:
-    config: FaultConfig
-    seed: int
-    rng: random.Random
-    rules: list[_RuleState]
-    bucket_tokens: float = 0.0
-    bucket_time: float = 0.0
-
-
-@dataclass
-class JournalRecord:
-    """One received request; `status` is filled in when the answer starts."""
-
-    seq: int
-    time: str
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    body: str
-    correlation_id: str
-    status: int | None = None
-    error_code: str | None = None
-    dropped: bool = False
-    injected_fault: bool = False
-    fault_rule: int | None = None
-    rate_limited: bool = False
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "time": self.time,
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "headers": dict(self.headers),
-            "body": self.body,
-            "status": self.status,
-            "errorCode": self.error_code,
-            "correlationId": self.correlation_id,
-            "dropped": self.dropped,
-            "injectedFault": self.injected_fault,
-            "faultRule": self.fault_rule,
-            "rateLimited": self.rate_limited,
-        }
-
-    def matches(self, query: JournalQuery) -> bool:
-        """Whether this record passes every filter of `query` (the seq bounds included)."""
-        if not query.since < self.seq or (query.before is not None and self.seq >= query.before):
-            return False
-        if query.method is not None and self.method.upper() != query.method:
-            return False
-        if query.path is not None and not fnmatch.fnmatchcase(self.path, query.path):
-            return False
-        if query.injected is not None and self.injected_fault != query.injected:
-            return False
-        if query.idempotency_key is not None and self.headers.get("idempotency-key") != query.idempotency_key:
-            return False
-        return query.status is None or _status_matches(query.status, self.status, self.dropped)
-
-
-def _status_matches(wanted: str, status: int | None, dropped: bool) -> bool:
-    if wanted == "dropped":
-        return dropped
-    if status is None:
-        return False
-    if wanted.endswith("xx"):
-        return str(status)[0] == wanted[0]
-    return str(status) == wanted
-
-
-@dataclass(frozen=True)
-class JournalQuery:
-    """Which journal records to return: filters, seq bounds (since < seq < before) and at most the latest `limit`."""
-
-    since: int = 0
-    before: int | None = None
-    limit: int | None = None
-    method: str | None = None
-    #: An exact status ("503"), a class ("5xx") or "dropped".
-    status: str | None = None
-    #: An fnmatch-style glob on the path, as in fault rules.
-    path: str | None = None
-    injected: bool | None = None
-    idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class JournalPage:
-    """The latest `limit` matching records (oldest first) and the cursors to the pages around them."""
-
-    items: list[dict[str, Any]]
-    matched: int
-    #: `before` for the next older page, or None.
-    older_before: int | None
-    #: Whether newer matching records exist (the page is not the latest).
-    has_newer: bool
-    #: `before` for the next newer page; None with has_newer means the newer page is the latest.
-    newer_before: int | None
-
-
-@dataclass
-class _Data:
-    people: dict[str, PersonSeed] = field(default_factory=dict)
-    involvements: dict[int, _Involvement] = field(default_factory=dict)
-    numbers: list[int] = field(default_factory=list)
-    by_person: dict[str, list[int]] = field(default_factory=dict)
-    idempotency: dict[tuple[str, str], _Idempotent] = field(default_factory=dict)
-    next_number: int = 1
 
 
 class MockCore:
@@ -286,19 +94,16 @@ class MockCore:
         self._clock = clock
         self._clients = {client.client_id: client for client in clients}
         self.any_person = any_person
-        self._seed = seed
-        self._data = _Data()
+        self._data = Store()
         self._tokens: dict[str, _Token] = {}
         self._page_key = secrets.token_bytes(32)
-        self._next_rule_id = 1
-        self._faults = self._new_faults(FaultConfig())
-        self._journal: collections.deque[JournalRecord] = collections.deque(maxlen=JOURNAL_CAPACITY)
-        self._journal_seq = 0
+        self._faults = FaultInjector(seed=seed, clock=clock)
+        self._journal = Journal()
         self._writer: StateFileWriter | None = None
         if state_file is not None:
             loaded = read_state_file(state_file)
             if loaded is not None:
-                self._restore(loaded)
+                self._data = Store.from_snapshot(loaded)
             self._writer = StateFileWriter(state_file, self._snapshot_for_file)
 
     # ----------------------------------------------------------------- lifecycle
@@ -314,56 +119,7 @@ class MockCore:
 
     def _snapshot_for_file(self) -> dict[str, Any]:
         with self._lock:
-            data = self._data
-            return {
-                "format": 1,
-                "nextNumber": data.next_number,
-                "people": [person.model_dump() for person in data.people.values()],
-                "involvements": [inv.view() for inv in data.involvements.values()],
-                "idempotency": [
-                    {
-                        "clientId": client_id,
-                        "key": key,
-                        "fingerprint": record.fingerprint,
-                        "resource": record.resource,
-                        "duplicateOf": record.duplicate_of,
-                    }
-                    for (client_id, key), record in data.idempotency.items()
-                ],
-            }
-
-    def _restore(self, state: Mapping[str, Any]) -> None:
-        data = _Data()
-        for raw in state.get("people", []):
-            person = PersonSeed.model_validate(raw)
-            data.people[person.personId] = person
-        for raw in state.get("involvements", []):
-            number = parse_involvement_id(str(raw["id"]))
-            if number is None:
-                continue
-            inv = _Involvement(
-                number=number,
-                person_id=str(raw["personId"]),
-                team=str(raw["serviceTeam"]),
-                involvement_type=str(raw["involvementType"]),
-                status=str(raw["status"]),
-                start_date=str(raw["startDate"]),
-                last_updated=str(raw["lastUpdated"]),
-                version=int(raw["version"]),
-            )
-            self._insert(data, inv)
-        for raw in state.get("idempotency", []):
-            duplicate_of = raw.get("duplicateOf")
-            record = _Idempotent(str(raw["fingerprint"]), dict(raw["resource"]), str(duplicate_of) if duplicate_of else None)
-            data.idempotency[(str(raw["clientId"]), str(raw["key"]))] = record
-        data.next_number = max(int(state.get("nextNumber", 1)), (data.numbers[-1] + 1) if data.numbers else 1)
-        self._data = data
-
-    @staticmethod
-    def _insert(data: _Data, inv: _Involvement) -> None:
-        data.involvements[inv.number] = inv
-        bisect.insort(data.numbers, inv.number)
-        data.by_person.setdefault(inv.person_id, []).append(inv.number)
+            return self._data.snapshot()
 
     # ----------------------------------------------------------------- tokens
 
@@ -460,19 +216,19 @@ class MockCore:
                 if ours and existing.status == "active":
                     # The 409 is the original answer too: a replay of this key must not create a flag later.
                     duplicate_of = format_involvement_id(number)
-                    data.idempotency[(principal.client_id, key)] = _Idempotent(fingerprint, {}, duplicate_of)
+                    data.idempotency[(principal.client_id, key)] = IdempotencyRecord(fingerprint, {}, duplicate_of)
                     self._changed()  # only signals the state-file writer, which takes the lock after we leave
                     raise ApiError(409, "DUPLICATE_ACTIVE_INVOLVEMENT", details={"existingInvolvementId": duplicate_of})
             inv = self._new_involvement(person_id, principal.team, involvement_type, "active")
             resource = inv.view()
-            data.idempotency[(principal.client_id, key)] = _Idempotent(fingerprint, resource)
+            data.idempotency[(principal.client_id, key)] = IdempotencyRecord(fingerprint, resource)
         self._changed()
         return CreateOutcome(resource, replayed=False)
 
-    def _new_involvement(self, person_id: str, team: str, involvement_type: str, status: str) -> _Involvement:
+    def _new_involvement(self, person_id: str, team: str, involvement_type: str, status: str) -> StoredInvolvement:
         now = self._clock()
         data = self._data
-        inv = _Involvement(
+        inv = StoredInvolvement(
             number=data.next_number,
             person_id=person_id,
             team=team,
@@ -484,7 +240,7 @@ class MockCore:
             listed_from=now + self._faults.config.listingDelaySeconds,
         )
         data.next_number += 1
-        self._insert(data, inv)
+        data.insert(inv)
         return inv
 
     def list_ours(
@@ -550,14 +306,14 @@ class MockCore:
             self._remove(inv)
         self._changed()
 
-    def _find(self, involvement_id: str) -> _Involvement:
+    def _find(self, involvement_id: str) -> StoredInvolvement:
         number = parse_involvement_id(involvement_id)
         inv = self._data.involvements.get(number) if number is not None else None
         if inv is None:
             raise ApiError(404, "INVOLVEMENT_NOT_FOUND")
         return inv
 
-    def _remove(self, inv: _Involvement) -> None:
+    def _remove(self, inv: StoredInvolvement) -> None:
         now = self._clock()
         delay = self._faults.config.listingDelaySeconds
         if delay > 0:
@@ -592,9 +348,8 @@ class MockCore:
     def reset(self) -> None:
         """Forget people, involvements, idempotency keys, the journal and faults (tokens stay valid)."""
         with self._lock:
-            self._data = _Data()
-            self._next_rule_id = 1
-            self._faults = self._new_faults(FaultConfig())
+            self._data = Store()
+            self._faults.reset()
             self._journal.clear()
             self._page_key = secrets.token_bytes(32)
         self._changed()
@@ -622,139 +377,59 @@ class MockCore:
                 self._remove(inv)
         self._changed()
 
-    # ----------------------------------------------------------------- faults
-
-    def _new_rule(self, rule: FaultRule) -> _RuleState:
-        state = _RuleState(self._next_rule_id, rule)
-        self._next_rule_id += 1
-        return state
-
-    @staticmethod
-    def _full_bucket(config: FaultConfig) -> float:
-        if config.rateLimit is None:
-            return 0.0
-        return float(config.rateLimit.burst or math.ceil(config.rateLimit.perSecond))
-
-    def _new_faults(self, config: FaultConfig) -> _Faults:
-        seed = self._seed if config.seed is None else config.seed
-        rules = [self._new_rule(rule) for rule in config.rules]
-        return _Faults(config, seed, random.Random(seed), rules, self._full_bucket(config), self._clock())
+    # ----------------------------------------------------------------- faults (FaultInjector)
 
     def set_faults(self, config: FaultConfig) -> None:
         """Replace the fault configuration; the random sequence restarts from its seed."""
         with self._lock:
-            self._faults = self._new_faults(config)
+            self._faults.replace(config)
 
     def add_fault_rule(self, rule: FaultRule) -> int:
         """Append one rule after the others, which keep their counters; return its id."""
         with self._lock:
-            faults = self._faults
-            state = self._new_rule(rule)
-            faults.rules.append(state)
-            faults.config = faults.config.model_copy(update={"rules": [*faults.config.rules, rule]})
-            return state.id
+            return self._faults.add_rule(rule)
 
     def remove_fault_rule(self, rule_id: int) -> None:
         """Remove one rule by id (the others keep their counters), or raise 404 FAULT_RULE_NOT_FOUND."""
         with self._lock:
-            faults = self._faults
-            kept = [state for state in faults.rules if state.id != rule_id]
-            if len(kept) == len(faults.rules):
-                raise ApiError(404, "FAULT_RULE_NOT_FOUND")
-            faults.rules = kept
-            faults.config = faults.config.model_copy(update={"rules": [state.rule for state in kept]})
+            self._faults.remove_rule(rule_id)
 
     def update_fault_settings(self, settings: FaultSettings) -> None:
-        """Change the settings `settings` names (its fields set), keeping every rule and its counters.
-
-        A new seed restarts the random sequence; a new rate limit starts with a full bucket.
-        """
-        given = settings.model_fields_set
-        update = {name: getattr(settings, name) for name in given}
+        """Change the settings `settings` names (its fields set), keeping every rule and its counters."""
         with self._lock:
-            faults = self._faults
-            faults.config = faults.config.model_copy(update=update)
-            if "seed" in given:
-                faults.seed = self._seed if settings.seed is None else settings.seed
-                faults.rng = random.Random(faults.seed)
-            if "rateLimit" in given:
-                faults.bucket_tokens = self._full_bucket(faults.config)
-                faults.bucket_time = self._clock()
+            self._faults.update_settings(settings)
 
     def fault_state(self) -> dict[str, Any]:
         """Return the active fault configuration with per-rule counters."""
         with self._lock:
-            faults = self._faults
-            return {
-                "seed": faults.seed,
-                "rules": [
-                    {
-                        "id": rule.id,
-                        "rule": rule.rule.model_dump(),
-                        "fired": rule.fired,
-                        "remaining": rule.remaining(),
-                        "spent": rule.remaining() == 0,
-                    }
-                    for rule in faults.rules
-                ],
-                "rateLimit": faults.config.rateLimit.model_dump() if faults.config.rateLimit else None,
-                "tokenTtlSeconds": faults.config.tokenTtlSeconds,
-                "listingDelaySeconds": faults.config.listingDelaySeconds,
-            }
+            return self._faults.state()
 
     def take_rate_token(self) -> int | None:
         """Spend one rate-limit token; return None if allowed, else the whole seconds to wait."""
         with self._lock:
-            faults = self._faults
-            limit = faults.config.rateLimit
-            if limit is None:
-                return None
-            now = self._clock()
-            burst = float(limit.burst or math.ceil(limit.perSecond))
-            faults.bucket_tokens = min(burst, faults.bucket_tokens + max(now - faults.bucket_time, 0.0) * limit.perSecond)
-            faults.bucket_time = now
-            if faults.bucket_tokens >= 1.0:
-                faults.bucket_tokens -= 1.0
-                return None
-            return max(1, math.ceil((1.0 - faults.bucket_tokens) / limit.perSecond))
+            return self._faults.take_rate_token()
 
     def decide_fault(self, method: str, path: str) -> FaultDecision | None:
         """Return the first matching rule that fires for this request (consuming one of its `times`), or None."""
         with self._lock:
-            for state in self._faults.rules:
-                rule = state.rule
-                if rule.method != "*" and rule.method.upper() != method.upper():
-                    continue
-                if not fnmatch.fnmatchcase(path, rule.path):
-                    continue
-                remaining = state.remaining()
-                if remaining is not None and remaining <= 0:
-                    continue
-                if rule.probability < 1.0 and self._faults.rng.random() >= rule.probability:
-                    continue
-                state.fired += 1
-                return FaultDecision(
-                    rule_id=state.id,
-                    latency_seconds=rule.latencyMs / 1000.0,
-                    status=rule.status,
-                    code=rule.code,
-                    retry_after=rule.retryAfter,
-                    after_commit=rule.afterCommit,
-                    drop_connection=rule.dropConnection,
-                )
-        return None
+            return self._faults.decide(method, path)
 
-    # ----------------------------------------------------------------- journal
+    # ----------------------------------------------------------------- journal (Journal)
 
     def journal_start(
         self, *, method: str, path: str, query: str, headers: dict[str, str], body: str, correlation_id: str
     ) -> JournalRecord:
         """Append a journal record for a request as it arrives and return it (for the status to be filled in)."""
         with self._lock:
-            self._journal_seq += 1
-            record = JournalRecord(self._journal_seq, _iso(self._clock()), method, path, query, headers, body, correlation_id)
-            self._journal.append(record)
-        return record
+            return self._journal.start(
+                _iso(self._clock()),
+                method=method,
+                path=path,
+                query=query,
+                headers=headers,
+                body=body,
+                correlation_id=correlation_id,
+            )
 
     def journal(self, limit: int | None = None, since: int = 0) -> list[dict[str, Any]]:
         """Return journal records after `since`, oldest first, at most the latest `limit`."""
@@ -762,17 +437,8 @@ class MockCore:
 
     def journal_page(self, query: JournalQuery) -> JournalPage:
         """Return the latest `query.limit` records matching `query`, oldest first, with the cursors around them."""
-        unbounded = replace(query, before=None)
         with self._lock:
-            matching = [record for record in self._journal if record.matches(query)]
-            newer = [] if query.before is None else [r for r in self._journal if r.seq >= query.before and r.matches(unbounded)]
-            shown = matching if query.limit is None else matching[-query.limit :]
-            items = [record.view() for record in shown]
-        older_before = shown[0].seq if shown and len(shown) < len(matching) else None
-        newer_before = None
-        if query.limit is not None and len(newer) > query.limit:
-            newer_before = newer[query.limit].seq
-        return JournalPage(items, len(matching), older_before, bool(newer), newer_before)
+            return self._journal.page(query)
 
 
 def _etag_matches(if_match: str, version: int) -> bool:

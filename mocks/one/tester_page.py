@@ -13,8 +13,9 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-from mocks.one.core import JournalPage, JournalQuery, MockCore
+from mocks.one.core import MockCore
 from mocks.one.errors import ApiError
+from mocks.one.journal import JournalPage, JournalQuery
 
 #: Journal rows per page unless `limit` says otherwise, and the most the page shows at once.
 DEFAULT_ROWS = 50
