@@ -10,7 +10,7 @@ import pytest
 from flagsync.core.digests import PersonDigests
 from flagsync.core.fold import Evidence, Gatherer, compact_store, gather
 from flagsync.core.keytable import KeyTable
-from flagsync.core.model import Decision, Flag, Rules, Verdict
+from flagsync.core.model import CaseStatus, Decision, Flag, QuarantinedRecord, QuarantineReason, Rules, Verdict
 from flagsync.core.planner import build_plan
 from flagsync.core.rule import decide, verdict
 from tests.core.builders import NOW, T0, bad, rec
@@ -157,3 +157,114 @@ def test_decide_on_withdrawn_after_quarantined_is_uncertain() -> None:
     assert decide([bad(person_id="P1"), rec("r1", "P1", Decision.WITHDRAWN, recorded_at=datetime.now(UTC))], NOW, RULES) is (
         Verdict.UNCERTAIN
     )
+
+
+def test_quarantined_records_without_an_id_or_field_sort_first() -> None:
+    """Gathered.quarantined is in (person, record id, reason, field) order, a missing id or field before any text."""
+    items = [bad("A1", "P1"), bad(None, "P1"), QuarantinedRecord("A1", "P1", QuarantineReason.BAD_BOOLEAN, None)]
+    gathered = gather(items)
+    assert [(q.record_id, q.field) for q in gathered.quarantined] == [(None, "informed"), ("A1", None), ("A1", "informed")]
+
+
+def test_records_outside_datetime_utc_come_back_identical_not_just_equal() -> None:
+    """A deciding record with another zone, a fold or a datetime subclass is kept as it came: same zone, fold, type."""
+
+    class Stamp(datetime):
+        pass
+
+    odd_zone = timezone(timedelta(hours=2))
+    cases = [
+        rec("r1", "P1", recorded_at=T0.astimezone(odd_zone)),
+        rec("r2", "P2", recorded_at=T0.replace(fold=1)),
+        rec("r3", "P3", recorded_at=Stamp(2024, 1, 1, 9, 0, tzinfo=UTC)),
+        rec("r4", "P4", expires_at=(NOW + timedelta(days=9)).astimezone(odd_zone)),
+    ]
+    gathered = gather(cases)
+    for record in cases:
+        assert record.person_id is not None
+        deciding = gathered.people[record.person_id].deciding
+        assert deciding is not None
+        for moment, original in ((deciding.recorded_at, record.recorded_at), (deciding.expires_at, record.expires_at)):
+            assert (type(moment), getattr(moment, "tzinfo", None), getattr(moment, "fold", None)) == (
+                type(original),
+                getattr(original, "tzinfo", None),
+                getattr(original, "fold", None),
+            )
+
+
+def test_records_in_datetime_utc_are_kept_compactly() -> None:
+    """The usual record (every timestamp in datetime.UTC or absent) is kept field by field, not as a whole object."""
+    gathered = gather([rec("r1", "P1"), rec("r2", "P2", expires_at=NOW, consent_version="v1")])
+    store = compact_store(gathered)
+    assert store is not None
+    assert store.whole == {}
+
+
+def test_one_character_record_ids_of_different_people_do_not_overwrite_each_other() -> None:
+    """Each person's deciding record id is their own, however short, and after an invalid record too."""
+    gathered = gather([rec("a", "P1"), rec("b", "P2"), bad("q", "P3"), rec("c", "P3")])
+    assert {person: evidence.deciding.record_id for person, evidence in gathered.people.items() if evidence.deciding} == {
+        "P1": "a",
+        "P2": "b",
+        "P3": "c",
+    }
+
+
+def test_a_consent_expiring_exactly_now_has_expired() -> None:
+    """expires_at at now is EXPIRED (at or before now), in the compact path as in the rule."""
+    plan = build_plan(gather([rec("r1", "P1", expires_at=NOW)]), [], NOW, RULES)
+    assert plan.verdicts["P1"] is Verdict.EXPIRED
+    assert verdict(rec("r1", "P1", expires_at=NOW), uncertain=False, now=NOW, rules=RULES) is Verdict.EXPIRED
+
+
+@pytest.mark.parametrize("closed_first", [True, False])
+def test_a_closed_case_wins_a_tie_over_an_open_one_in_either_order(closed_first: bool) -> None:
+    """Two grants recorded at the same instant: the one on a closed case decides, whichever was read first."""
+    closed = rec("r2", "P1", case_status=CaseStatus.CLOSED)
+    open_ = rec("r1", "P1")
+    items = [closed, open_] if closed_first else [open_, closed]
+    assert gather(items).people["P1"].deciding == closed
+    assert build_plan(gather(items), [], NOW, RULES).verdicts["P1"] is Verdict.CASE_CLOSED
+
+
+@pytest.mark.parametrize("soonest_first", [True, False])
+def test_the_sooner_expiry_wins_a_tie_in_either_order(soonest_first: bool) -> None:
+    """Two grants recorded at the same instant, both expiring: the one expiring first decides."""
+    soon = rec("r2", "P1", expires_at=NOW + timedelta(days=1))
+    later = rec("r1", "P1", expires_at=NOW + timedelta(days=30))
+    items = [soon, later] if soonest_first else [later, soon]
+    assert gather(items).people["P1"].deciding == soon
+
+
+def test_build_plan_refuses_a_now_without_an_offset() -> None:
+    """build_plan needs an aware now: naive or offset-less zones are a ValueError saying so."""
+    for now in (NOW.replace(tzinfo=None), NOW.replace(tzinfo=_NoOffset())):
+        with pytest.raises(ValueError, match=r"^now must be timezone-aware$"):
+            build_plan(gather([]), [], now, RULES)
+
+
+def test_the_guard_holds_by_default_without_being_asked() -> None:
+    """Without allow_mass_removal, a plan over the limit holds its removals: holding is the default."""
+    flags = [Flag(f"INV-{n}", f"P{n}", 1) for n in range(60)]
+    plan = build_plan(gather([]), flags, NOW, RULES)
+    assert plan.guard_tripped
+    assert plan.removes == ()
+    assert len(plan.held) == 60
+
+
+def test_the_fraction_guard_holds_a_full_reconcile_under_the_absolute_limit() -> None:
+    """A full reconcile removing 5 of 30 flags (17%, under 50 but over 10%) is held by the fraction half of the guard."""
+    flags = [Flag(f"INV-{n}", f"P{n:02d}", 1) for n in range(30)]
+    records = [rec(f"r{n}", f"P{n:02d}") for n in range(5, 30)]
+    plan = build_plan(gather(records), flags, NOW, RULES)
+    assert plan.guard_tripped
+    assert plan.removes == ()
+    assert sorted(flag.person_id for flag in plan.held) == ["P00", "P01", "P02", "P03", "P04"]
+
+
+def test_duplicate_flags_are_found_whatever_their_involvement_ids_order() -> None:
+    """A person's two flags are one too many even when another person's flag sorts between them."""
+    flags = [Flag("INV-1", "P2", 1), Flag("INV-2", "P1", 1), Flag("INV-3", "P2", 1)]
+    plan = build_plan(gather([rec("r1", "P1"), rec("r2", "P2")]), flags, NOW, RULES, allow_mass_removal=True)
+    assert [flag.person_id for flag in plan.removes] == ["P2"]
+    assert sorted(plan.unchanged) == ["P1", "P2"]
