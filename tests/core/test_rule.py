@@ -59,6 +59,12 @@ WITHDRAWN = Decision.WITHDRAWN
             id="tie-grants-uninformed-beats-informed",
         ),
         pytest.param(
+            rec("r1", recorded_at=at(1)),
+            rec("r2", recorded_at=at(1), informed=False),
+            "r2",
+            id="tie-grants-uninformed-on-the-higher-id-beats-informed",
+        ),
+        pytest.param(
             rec("r1", recorded_at=at(1), informed=None),
             rec("r2", recorded_at=at(1)),
             "r1",
