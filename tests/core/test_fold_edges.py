@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 
 from flagsync.core.digests import PersonDigests
+from flagsync.core.disclosure import Figure, disclose
 from flagsync.core.fold import Evidence, Gatherer, compact_store, gather
 from flagsync.core.keytable import KeyTable
 from flagsync.core.model import CaseStatus, Decision, Flag, QuarantinedRecord, QuarantineReason, Rules, Verdict
-from flagsync.core.planner import build_plan
+from flagsync.core.planner import build_plan, verdict_counts
 from flagsync.core.rule import decide, verdict
 from tests.core.builders import NOW, T0, bad, rec
 
@@ -268,3 +270,36 @@ def test_duplicate_flags_are_found_whatever_their_involvement_ids_order() -> Non
     plan = build_plan(gather([rec("r1", "P1"), rec("r2", "P2")]), flags, NOW, RULES, allow_mass_removal=True)
     assert [flag.person_id for flag in plan.removes] == ["P2"]
     assert sorted(plan.unchanged) == ["P1", "P2"]
+
+
+def test_a_negative_count_is_refused_saying_so() -> None:
+    """Counts of families are never negative: disclose and Figure.of refuse one with that message."""
+    with pytest.raises(ValueError, match=r"^a count cannot be negative$"):
+        disclose(-1)
+    for exact in (True, False):
+        with pytest.raises(ValueError, match=r"^a count cannot be negative$"):
+            Figure.of(-1, exact=exact)
+
+
+def test_verdict_counts_counts_each_verdict() -> None:
+    """verdict_counts: how many people got each verdict."""
+    plan = build_plan(gather([rec("r1", "P1"), rec("r2", "P2"), rec("r3", "P3", Decision.WITHDRAWN)]), [], NOW, RULES)
+    assert verdict_counts(plan.verdicts) == Counter({Verdict.GRANTED: 2, Verdict.WITHDRAWN: 1})
+
+
+def test_plan_verdicts_answer_only_for_people_in_the_plan() -> None:
+    """plan.verdicts: a KeyError naming the key for anyone not in the source, not text, or outside a scoped plan's scope."""
+    gathered = gather([rec("r1", "P1"), rec("r2", "P2"), rec("r3", "P3")])
+    full = build_plan(gathered, [], NOW, RULES)
+    scoped = build_plan(gathered, [], NOW, RULES, scope=frozenset({"P2"}))
+    assert scoped.verdicts["P2"] is Verdict.GRANTED
+    for verdicts, key in (
+        (full.verdicts, "P9"),
+        (full.verdicts, 1),
+        (full.verdicts, 0),
+        (scoped.verdicts, "P1"),
+        (scoped.verdicts, "P9"),
+    ):
+        with pytest.raises(KeyError) as raised:
+            verdicts[key]  # type: ignore[index]  # a wrong key on purpose
+        assert raised.value.args == (key,)
