@@ -303,3 +303,9 @@ def test_plan_verdicts_answer_only_for_people_in_the_plan() -> None:
         with pytest.raises(KeyError) as raised:
             verdicts[key]  # type: ignore[index]  # a wrong key on purpose
         assert raised.value.args == (key,)
+
+
+def test_verdict_counts_of_a_plain_mapping() -> None:
+    """verdict_counts over an ordinary mapping of verdicts counts its values."""
+    verdicts = {"P1": Verdict.GRANTED, "P2": Verdict.EXPIRED, "P3": Verdict.GRANTED}
+    assert verdict_counts(verdicts) == Counter({Verdict.GRANTED: 2, Verdict.EXPIRED: 1})

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from flagsync.core import records
 from flagsync.core.model import CONTRACT_COLUMNS
 from flagsync.ports import Changes
 from tests.postgres import unavailable as postgres_unavailable
@@ -34,6 +35,12 @@ CANARY = {
 CONTRACT = CONTRACT_COLUMNS
 
 RowFactory = Callable[..., dict[str, str | None]]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_row_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's parse_record starts with a new parser, so no test leans on timestamps another test cached."""
+    monkeypatch.setattr(records, "_last_parser", None)
 
 
 def make_row(record_id: str, person_id: str | None = None, **overrides: str | None) -> dict[str, str | None]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -103,3 +104,55 @@ def test_parse_record_works_when_no_parser_was_made_before(monkeypatch: pytest.M
     assert isinstance(parse(), ConsentRecord)
     assert records._last_parser is not None
     assert records._last_parser.now == NOW
+
+
+def test_a_parser_accepts_recorded_at_up_to_the_tolerance_ahead_and_no_further() -> None:
+    """RowParser's own future limit: now + 5 minutes is valid, a second past it is FUTURE_TIMESTAMP."""
+    parser = RowParser(now=NOW, zone=LONDON)
+    row = {name: value for name, value in make_row("r1", "P1").items() if name in CONTRACT}
+    at_limit = [*row.values()]
+    at_limit[CONTRACT.index("recorded_at")] = (NOW + timedelta(minutes=5)).isoformat()
+    assert isinstance(parser.parse(at_limit), ConsentRecord)
+    past = [*row.values()]
+    past[CONTRACT.index("recorded_at")] = (NOW + timedelta(minutes=5, seconds=1)).isoformat()
+    assert parser.parse(past) == QuarantinedRecord("r1", "P1", R.FUTURE_TIMESTAMP, "recorded_at")
+
+
+def test_an_expiry_date_lapses_at_midnight_in_the_source_zone_in_summer_too() -> None:
+    """expires_at as a date is valid through that day in the source's zone: in British Summer Time, until 23:00 UTC."""
+    record = parse(expires_at="2026-07-01")
+    assert isinstance(record, ConsentRecord)
+    assert record.expires_at == datetime(2026, 7, 1, 23, 0, tzinfo=UTC)
+    assert record.expires_at.tzinfo is UTC
+
+
+def test_every_parsed_timestamp_is_in_datetime_utc() -> None:
+    """recorded_at, expires_at and updated_at come out in datetime.UTC itself, whatever zone they were written in."""
+    record = parse(recorded_at="2025-06-01T09:30:00+02:00", expires_at="2026-07-01", updated_at="2025-06-01T10:00:00")
+    assert isinstance(record, ConsentRecord)
+    assert record.expires_at is not None
+    assert record.updated_at is not None
+    assert (record.recorded_at.tzinfo, record.expires_at.tzinfo, record.updated_at.tzinfo) == (UTC, UTC, UTC)
+    assert all(moment.tzinfo is UTC for moment in (record.recorded_at, record.expires_at, record.updated_at))
+
+
+@pytest.mark.parametrize("column", ["recorded_at", "expires_at", "updated_at"])
+def test_an_unreadable_timestamp_names_its_own_column(column: str) -> None:
+    """A bad timestamp is quarantined as BAD_TIMESTAMP naming the column it was in, seen for the first time or again."""
+    assert parse(**{column: "yesterday"}) == QuarantinedRecord("r1", "P1", R.BAD_TIMESTAMP, column)
+    assert parse(**{column: "yesterday"}) == QuarantinedRecord("r1", "P1", R.BAD_TIMESTAMP, column)
+
+
+def test_an_ambiguous_naive_time_is_the_earlier_instant_whatever_its_fold() -> None:
+    """01:30 on the night clocks go back is read as the first 01:30 (BST), even from a datetime marked fold=1."""
+    first = parse(recorded_at=datetime(2025, 10, 26, 1, 30))
+    marked = parse(recorded_at=datetime(2025, 10, 26, 1, 30, fold=1))
+    assert isinstance(first, ConsentRecord)
+    assert isinstance(marked, ConsentRecord)
+    assert first.recorded_at == marked.recorded_at == datetime(2025, 10, 26, 0, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("value", [b"yes", Decimal("1"), 1.0, 2])
+def test_informed_is_only_text_a_boolean_or_the_integers_0_and_1(value: object) -> None:
+    """Bytes, decimals, floats and other integers are not read as a yes or a no: BAD_BOOLEAN."""
+    assert parse(informed=value) == QuarantinedRecord("r1", "P1", R.BAD_BOOLEAN, "informed")
