@@ -309,3 +309,38 @@ def test_verdict_counts_of_a_plain_mapping() -> None:
     """verdict_counts over an ordinary mapping of verdicts counts its values."""
     verdicts = {"P1": Verdict.GRANTED, "P2": Verdict.EXPIRED, "P3": Verdict.GRANTED}
     assert verdict_counts(verdicts) == Counter({Verdict.GRANTED: 2, Verdict.EXPIRED: 1})
+
+
+def test_a_later_record_kept_whole_replaces_a_compact_one() -> None:
+    """A compactly kept record is replaced by a later one that must be kept whole (an expiry in another zone)."""
+    odd_zone = timezone(timedelta(hours=3))
+    later = rec("r2", "P1", recorded_at=T0 + timedelta(hours=1), expires_at=(NOW + timedelta(days=3)).astimezone(odd_zone))
+    gathered = gather([rec("r1", "P1"), later])
+    assert gathered.people["P1"].deciding == later
+    assert build_plan(gathered, [], NOW, RULES).verdicts["P1"] is Verdict.GRANTED
+
+
+def test_a_more_restrictive_tie_kept_whole_replaces_a_compact_one() -> None:
+    """At the same instant a withdrawal beats a grant, also when the withdrawal must be kept whole."""
+    odd_zone = timezone(timedelta(hours=-3))
+    withdrawal = rec("r2", "P1", Decision.WITHDRAWN, expires_at=(NOW + timedelta(days=3)).astimezone(odd_zone))
+    gathered = gather([rec("r1", "P1"), withdrawal])
+    assert gathered.people["P1"].deciding == withdrawal
+    assert build_plan(gathered, [], NOW, RULES).verdicts["P1"] is Verdict.WITHDRAWN
+
+
+@pytest.mark.parametrize("lower_first", [True, False])
+def test_a_full_tie_of_uninformed_grants_goes_to_the_lower_record_id(lower_first: bool) -> None:
+    """Two grants alike in every ranked way (both uninformed, same instant): the lower record id, in either order."""
+    low, high = rec("r1", "P1", informed=False), rec("r2", "P1", informed=None)
+    items = [low, high] if lower_first else [high, low]
+    assert gather(items).people["P1"].deciding == low
+
+
+@pytest.mark.parametrize("closed_first", [True, False])
+def test_a_closed_case_outranks_an_expiry_at_the_same_instant(closed_first: bool) -> None:
+    """Closed case before expiry in the tie order: a closed grant beats an open grant that expires, either order."""
+    closed = rec("r1", "P1", case_status=CaseStatus.CLOSED)
+    expiring = rec("r2", "P1", expires_at=NOW + timedelta(days=5))
+    items = [closed, expiring] if closed_first else [expiring, closed]
+    assert gather(items).people["P1"].deciding == closed
