@@ -174,7 +174,7 @@ class _SecretPattern:
     """
 
     def __init__(self, values: set[str]) -> None:
-        self._values = sorted(values, key=len, reverse=True)
+        self._values = tuple(values)  # a snapshot; the order is irrelevant, every occurrence of each is found
         self._any = re.compile("|".join(re.escape(secret) for secret in self._values))  # a quick "is there one at all"
 
     def sub(self, replacement: str, text: str) -> str:
@@ -245,7 +245,7 @@ def _redact_url(match: re.Match[str]) -> str:
         return REDACTED
     if ":" in host:
         host = f"[{host}]"
-    rest = _redact_api_path(parts.path) if parts.path else ""
+    rest = _redact_api_path(parts.path)  # an empty path stays empty
     if parts.query or parts.fragment:
         rest += "?" + REDACTED
     return f"{parts.scheme}://{host}{port}{rest}"
