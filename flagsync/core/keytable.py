@@ -44,7 +44,7 @@ class KeyTable:
 
     def index(self, key: str) -> int:
         """The number of `key`, or -1 when it was never added."""
-        return self._find(key, hash(key) & _HASH_MASK, _encode(key))[0]
+        return self._find(hash(key) & _HASH_MASK, _encode(key))[0]
 
     def add(self, key: str) -> tuple[int, bool]:
         """The number of `key`, adding it first if new; the bool says whether it was added."""
@@ -106,8 +106,8 @@ class KeyTable:
 
     # ------------------------------------------------------------------------------------------
 
-    def _find(self, key: str, short: int, encoded: bytes) -> tuple[int, int]:
-        """(number, slot) of the key, or (-1, the empty slot where it would go). Linear probing."""
+    def _find(self, short: int, encoded: bytes) -> tuple[int, int]:
+        """(number, slot) of the key with this short hash and encoding, or (-1, the empty slot for it). Linear probing."""
         slots, hashes, starts, keys, mask = self._slots, self._hashes, self._starts, self._keys, self._mask
         slot = short & mask
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from array import array
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
@@ -344,3 +345,89 @@ def test_a_closed_case_outranks_an_expiry_at_the_same_instant(closed_first: bool
     expiring = rec("r2", "P1", expires_at=NOW + timedelta(days=5))
     items = [closed, expiring] if closed_first else [expiring, closed]
     assert gather(items).people["P1"].deciding == closed
+
+
+def _colliding_keys() -> tuple[str, str]:
+    """Two different ids whose 32-bit short hashes are equal (found by search; str hashes vary per process)."""
+    seen: dict[int, str] = {}
+    n = 0
+    while True:
+        key = f"P{n}"
+        short = hash(key) & 0xFFFFFFFF
+        if short in seen:
+            return seen[short], key
+        seen[short] = key
+        n += 1
+
+
+def test_keys_whose_short_hashes_collide_stay_two_keys() -> None:
+    """The key table compares the bytes too: two ids with the same short hash get two numbers and come back apart."""
+    first, second = _colliding_keys()
+    table = KeyTable()
+    assert table.add(first) == (0, True)
+    assert table.add(second) == (1, True)
+    assert (table.index(first), table.index(second)) == (0, 1)
+    assert (table.key(0), table.key(1)) == (first, second)
+    assert table.add(second) == (1, False)
+
+
+def test_a_key_number_never_given_out_is_an_index_error_naming_it() -> None:
+    """key(n) for n outside 0..len-1 raises IndexError(n)."""
+    table = KeyTable()
+    table.add("P1")
+    table.add("P2")
+    for number in (2, 3, -1):
+        with pytest.raises(IndexError) as raised:
+            table.key(number)
+        assert raised.value.args == (number,)
+
+
+@pytest.mark.parametrize("lower_first", [True, False])
+def test_a_full_tie_of_closed_grants_goes_to_the_lower_record_id(lower_first: bool) -> None:
+    """Two grants on closed cases at the same instant: the lower record id decides, in either order."""
+    low = rec("r1", "P1", case_status=CaseStatus.CLOSED)
+    high = rec("r2", "P1", case_status=CaseStatus.CLOSED)
+    items = [low, high] if lower_first else [high, low]
+    assert gather(items).people["P1"].deciding == low
+
+
+def test_updated_at_outside_datetime_utc_comes_back_identical() -> None:
+    """updated_at in another zone, with a fold, or of a datetime subclass is kept as it came, like the other timestamps."""
+
+    class Stamp(datetime):
+        pass
+
+    odd_zone = timezone(timedelta(hours=-7))
+    moments = [
+        (T0 + timedelta(hours=1)).astimezone(odd_zone),
+        (T0 + timedelta(hours=1)).replace(fold=1),
+        Stamp(2024, 1, 1, 10, 0, tzinfo=UTC),
+        T0 + timedelta(hours=1),
+    ]
+    records = [dataclasses.replace(rec(f"r{n}", f"P{n}"), updated_at=moment) for n, moment in enumerate(moments)]
+    gathered = gather(records)
+    for record in records:
+        assert record.person_id is not None
+        deciding = gathered.people[record.person_id].deciding
+        assert deciding is not None
+        assert deciding.updated_at is not None
+        assert record.updated_at is not None
+        assert (type(deciding.updated_at), deciding.updated_at.tzinfo, deciding.updated_at.fold) == (
+            type(record.updated_at),
+            record.updated_at.tzinfo,
+            record.updated_at.fold,
+        )
+
+
+def test_a_record_id_after_a_whole_kept_record_does_not_overwrite_another_persons() -> None:
+    """A person whose record was kept whole, then replaced by a compact one, gets fresh room for its id."""
+    odd_zone = timezone(timedelta(hours=4))
+    gathered = gather(
+        [
+            rec("ab", "P1"),
+            rec("x", "P2", recorded_at=T0.astimezone(odd_zone)),
+            rec("c", "P2", recorded_at=T0 + timedelta(hours=1)),
+        ]
+    )
+    deciding = {person: evidence.deciding.record_id for person, evidence in gathered.people.items() if evidence.deciding}
+    assert deciding == {"P1": "ab", "P2": "c"}
