@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -156,3 +156,18 @@ def test_an_ambiguous_naive_time_is_the_earlier_instant_whatever_its_fold() -> N
 def test_informed_is_only_text_a_boolean_or_the_integers_0_and_1(value: object) -> None:
     """Bytes, decimals, floats and other integers are not read as a yes or a no: BAD_BOOLEAN."""
     assert parse(informed=value) == QuarantinedRecord("r1", "P1", R.BAD_BOOLEAN, "informed")
+
+
+def test_an_expiry_given_as_a_date_object_lapses_at_midnight_in_the_source_zone() -> None:
+    """A DATE column's value (a date object) is valid through that day in the source zone: 23:00 UTC in summer."""
+    record = parse(expires_at=date(2026, 7, 1))
+    assert isinstance(record, ConsentRecord)
+    assert record.expires_at == datetime(2026, 7, 1, 23, 0, tzinfo=UTC)
+    assert record.expires_at.tzinfo is UTC
+
+
+def test_a_plain_date_where_a_moment_is_needed_is_a_bad_timestamp_of_that_column() -> None:
+    """recorded_at and updated_at need a time: a plain date there is BAD_TIMESTAMP naming the column."""
+    for column in ("recorded_at", "updated_at"):
+        assert parse(**{column: "2025-06-01"}) == QuarantinedRecord("r1", "P1", R.BAD_TIMESTAMP, column)
+        assert parse(**{column: date(2025, 6, 1)}) == QuarantinedRecord("r1", "P1", R.BAD_TIMESTAMP, column)
