@@ -337,20 +337,7 @@ def _row(n: int, people: int, wanted: set[int]) -> tuple[str | None, ...]:
 def record_decision(path: Path, who: int, decision: str, *, tag: str) -> datetime:
     """Insert a newer decision for person `who` (recorded and updated now); returns the moment written."""
     now = datetime.now(UTC)
-    granted = decision == "granted"
-    row = (
-        f"CR-{tag}",
-        person_id(who),
-        decision,
-        "yes" if granted else "no",
-        "parent" if granted else None,
-        now.isoformat(timespec="microseconds"),
-        "2030-12-31",
-        "open",
-        "v2",
-        stamp(now),
-        *(["x"] * len(EXTRA_COLUMNS)),
-    )
+    row = _decision_row(who, decision, tag, now)
     with contextlib.closing(sqlite3.connect(path, timeout=30)) as db:
         db.execute(f"INSERT INTO consent_records VALUES ({', '.join('?' * len(row))})", row)  # noqa: S608 - placeholders only
         db.commit()

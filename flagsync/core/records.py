@@ -315,18 +315,8 @@ def _record_builder() -> Callable[..., ConsentRecord]:
     return build
 
 
-_RECORD_FIELDS = (
-    "record_id",
-    "person_id",
-    "decision",
-    "informed",
-    "consented_by",
-    "recorded_at",
-    "expires_at",
-    "case_status",
-    "consent_version",
-    "updated_at",
-)
+#: The fields the fast builder sets, in order: ConsentRecord keeps the contract columns in contract order.
+_RECORD_FIELDS = CONTRACT_COLUMNS
 _new_record = _record_builder()
 
 
