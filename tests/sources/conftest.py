@@ -8,9 +8,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -41,6 +44,21 @@ RowFactory = Callable[..., dict[str, str | None]]
 def _fresh_row_parser(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test's parse_record starts with a new parser, so no test leans on timestamps another test cached."""
     monkeypatch.setattr(records, "_last_parser", None)
+
+
+@pytest.fixture
+def statements() -> Iterator[list[tuple[str, Any]]]:
+    """Every SQL statement any engine sends while the test runs, with its parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def capture(*args: Any) -> None:  # (conn, cursor, statement, parameters, context, executemany)
+        seen.append((args[2], args[3]))
+
+    event.listen(Engine, "before_cursor_execute", capture)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", capture)
 
 
 def make_row(record_id: str, person_id: str | None = None, **overrides: str | None) -> dict[str, str | None]:

@@ -6,14 +6,11 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from flagsync.adapters.sql import SqlConsentSource
 from flagsync.ports import Changes
@@ -21,21 +18,6 @@ from flagsync.ports import Changes
 from .conftest import CONTRACT, Database, eventually, make_row
 
 WITHOUT_UPDATED_AT = [name for name in CONTRACT if name != "updated_at"]
-
-
-@pytest.fixture
-def statements() -> Iterator[list[tuple[str, Any]]]:
-    """Every SQL statement any engine sends while the test runs, with its parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:  # (conn, cursor, statement, parameters, context, executemany)
-        seen.append((args[2], args[3]))
-
-    event.listen(Engine, "before_cursor_execute", capture)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", capture)
 
 
 def is_postgres(db: Database) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,6 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from flagsync.adapters.sql import SqlConsentSource, layout
 from flagsync.core.model import CONTRACT_COLUMNS, ConsentRecord, Decision, QuarantinedRecord, QuarantineReason, SourceItem
@@ -50,21 +47,6 @@ def padded_rows() -> list[dict[str, str | None]]:
     rows += [make_row(f"pad{n}", value, decision="withdrawn", informed=None, consented_by=None) for n, value in enumerate(PADDED)]
     rows += [make_row(f"near{n}", value) for n, value in enumerate(NEAR_MISSES)]
     return rows
-
-
-@pytest.fixture
-def statements() -> Iterator[list[tuple[str, Any]]]:
-    """Every SQL statement any engine sends while the test runs, with its parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(*args: Any) -> None:  # (conn, cursor, statement, parameters, context, executemany)
-        seen.append((args[2], args[3]))
-
-    event.listen(Engine, "before_cursor_execute", capture)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", capture)
 
 
 def record_query(seen: list[tuple[str, Any]]) -> tuple[str, Any]:
