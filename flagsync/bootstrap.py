@@ -7,12 +7,13 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from flagsync.adapters.csv import CsvConsentSource
+from flagsync.adapters.csv import SAVED_INDEX_SUFFIX, CsvConsentSource, SavedIndex, derive_index_key
 from flagsync.adapters.one.endpoint import OneEndpoint
 from flagsync.adapters.one.gateway import HttpFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.sql import SqlConsentSource
 from flagsync.adapters.state import SqlStateStore
+from flagsync.adapters.state.engine import parse_state_url, sqlite_file_path
 from flagsync.core.model import Rules
 from flagsync.core.pseudonym import Keyring, Pseudonymizer
 from flagsync.errors import ConfigError, RunInProgressError, StateError
@@ -89,8 +90,27 @@ def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:
     zone = ZoneInfo(src.timezone)
     if src.kind == "csv":
         assert src.path is not None  # the settings require source.path for a csv source
-        return CsvConsentSource(src.path, src.column_map, zone)
+        return CsvConsentSource(src.path, src.column_map, zone, saved=saved_person_index(settings))
     return SqlConsentSource(src.url.get_secret_value(), src.table, src.column_map, zone)
+
+
+def saved_person_index(settings: Settings) -> SavedIndex | None:
+    """Where a csv source saves its person index: `source.index_path`, else beside a SQLite state file; None otherwise.
+
+    Keyed by a key derived from `audit.hmac_key` (none without it: nothing is saved).
+    """
+    path = settings.source.index_path
+    if path is None:
+        url = parse_state_url(settings.state.url.get_secret_value())
+        state_file = sqlite_file_path(url) if url.get_backend_name() == "sqlite" else None
+        if state_file is None:
+            return None
+        path = state_file.with_name(state_file.name + SAVED_INDEX_SUFFIX)
+    key = settings.audit.hmac_key
+    if key is None:
+        return None
+    pseudonymizer = build_pseudonymizer(settings)
+    return SavedIndex(path, derive_index_key(key.get_secret_value().encode()), pseudonymizer.key_id)
 
 
 def one_endpoint(settings: Settings) -> OneEndpoint:
@@ -171,7 +191,5 @@ def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
     app = App(
         settings, pseudonymizer, source, gateway, state, metrics, service, lock, RunLock(state_url, wait_seconds=0, role="leader")
     )
-    app.closers += [gateway.close, state.close]
-    if isinstance(source, SqlConsentSource):
-        app.closers.append(source.close)
+    app.closers += [gateway.close, state.close, source.close]
     return app

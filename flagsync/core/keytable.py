@@ -15,6 +15,7 @@ that must not see later additions.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
 
 __all__ = ["KeyTable"]
 
@@ -78,6 +79,12 @@ class KeyTable:
     def keys(self) -> list[str]:
         """Every key, in number order (a new list of new str objects: costly for a big table)."""
         return [self.key(number) for number in range(self._count)]
+
+    def encoded_keys(self) -> Iterator[bytes]:
+        """Every key's UTF-8 bytes, in number order (no str objects made)."""
+        keys, starts = bytes(self._keys), self._starts
+        for number in range(self._count):
+            yield keys[starts[number] : starts[number + 1]]
 
     def copy(self) -> KeyTable:
         """An independent copy (later additions to either are not seen by the other)."""

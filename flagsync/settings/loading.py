@@ -240,7 +240,7 @@ def _json_problems(named: Iterable[tuple[str, str, str | None]]) -> list[str]:
 
 
 #: Settings holding a file path, and settings holding a database URL whose SQLite file is a path.
-_PATH_SETTINGS = (("source", "path"), ("one", "ca_bundle"))
+_PATH_SETTINGS = (("source", "path"), ("source", "index_path"), ("one", "ca_bundle"))
 _DATABASE_URL_SETTINGS = (("source", "url"), ("state", "url"))
 
 

@@ -163,6 +163,8 @@ class SourceSettings(_Section):
     url: SecretStr = SecretStr("sqlite:///var/consent.db")  # may hold a database password
     table: str = "consent_records"
     path: Path | None = None
+    # Where a csv source saves its person index between processes; default: beside a SQLite state database.
+    index_path: Path | None = None
     columns: dict[str, str] = Field(default_factory=dict)  # contract name -> source column
     timezone: str = "Europe/London"
     accepted_consent_versions: list[str] = Field(default_factory=list)

@@ -141,6 +141,7 @@ def test_key_table_behaves_like_a_dict(added: list[str], probes: list[str]) -> N
         assert number == reference[key]
     assert len(table) == len(reference)
     assert table.keys() == list(reference)
+    assert list(table.encoded_keys()) == [key.encode("utf-8", "surrogatepass") for key in reference]
     copy = table.copy()
     copy.add("only-in-the-copy\u2603")
     assert "only-in-the-copy\u2603" not in table

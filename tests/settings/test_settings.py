@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from flagsync.bootstrap import saved_person_index
 from flagsync.errors import ConfigError
 from flagsync.settings import (
     REQUIRED_SETTINGS,
@@ -595,13 +596,14 @@ def test_relative_paths_in_a_config_file_are_relative_to_that_file(load: Loader,
     (folder / "certs" / "ca.pem").write_text("x")
     path = write(
         folder / "flagsync.toml",
-        '[source]\nurl = "sqlite:///data/consent.db"\npath = "export.csv"\n[state]\nurl = "sqlite:///../state/s.db"\n'
-        '[one]\nca_bundle = "certs/ca.pem"\n',
+        '[source]\nurl = "sqlite:///data/consent.db"\npath = "export.csv"\nindex_path = "cache/person-index"\n'
+        '[state]\nurl = "sqlite:///../state/s.db"\n[one]\nca_bundle = "certs/ca.pem"\n',
     )
     settings = load(config_file=path, required=())
     assert settings.source.url.get_secret_value() == f"sqlite:///{folder / 'data' / 'consent.db'}"
     assert settings.state.url.get_secret_value() == f"sqlite:///{workdir / 'etc' / 'state' / 's.db'}"
     assert settings.source.path == folder / "export.csv"
+    assert settings.source.index_path == folder / "cache" / "person-index"
     assert settings.one.ca_bundle == folder / "certs" / "ca.pem"
 
 
@@ -665,3 +667,18 @@ def test_example_configuration_mentions_every_key() -> None:
         assert isinstance(annotation, type) and issubclass(annotation, BaseModel)
         missing = set(annotation.model_fields) - sections.get(section_name, set())
         assert not missing, f"[{section_name}] lacks {sorted(missing)}"
+
+
+def test_a_csv_source_saves_its_person_index_beside_a_sqlite_state_file(load: Loader, workdir: Path) -> None:
+    """By default beside the SQLite state file; where `source.index_path` says; nowhere with PostgreSQL state unless set."""
+    csv_source = {**required_env(), "FLAGSYNC_SOURCE__KIND": "csv", "FLAGSYNC_SOURCE__PATH": str(workdir / "c.csv")}
+    beside = saved_person_index(load(env={**csv_source, "FLAGSYNC_STATE__URL": f"sqlite:///{workdir / 'var' / 's.db'}"}))
+    assert beside is not None and beside.path == workdir / "var" / "s.db-csv-person-index"
+    postgres = {**csv_source, "FLAGSYNC_STATE__URL": "postgresql+psycopg://flagsync@db/state"}
+    assert saved_person_index(load(env=postgres)) is None
+    named = saved_person_index(load(env={**postgres, "FLAGSYNC_SOURCE__INDEX_PATH": str(workdir / "idx")}))
+    assert named is not None and named.path == workdir / "idx"
+    keyless = {name: value for name, value in csv_source.items() if name != "FLAGSYNC_AUDIT__HMAC_KEY"}
+    assert saved_person_index(load(env=keyless, required=())) is None
+    other_key = saved_person_index(load(env={**csv_source, "FLAGSYNC_AUDIT__HMAC_KEY": GOOD_KEY + "-2"}))
+    assert beside.person_hash("P1") != other_key.person_hash("P1")  # type: ignore[union-attr]

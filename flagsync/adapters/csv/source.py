@@ -9,7 +9,11 @@ every occurrence of a duplicated id can be quarantined, including the first), th
 and yields. Both hash the file's bytes; if they differ the file changed mid-read and the read
 fails. A file that cannot be read as a whole (missing, or any fault `lines` names) raises
 `SourceError` naming the line, never a cell's content. Record ids are compared without
-surrounding whitespace. Person reads go through a per-file index (`index`).
+surrounding whitespace. Person reads go through a per-file index (`index`): the one this process
+holds if it is still valid, else the one a process saved (`saved`: a new process reads a person
+without reading the file) if it describes the file as it is now, else one built from the file.
+Every index this process builds, once the identity alone can trust it, is saved in the
+background; `close` waits for that.
 
 When the index is trusted: before each person read the file is opened and fstat'ed; the index
 is used only if device, inode, size, mtime_ns and ctime_ns are all what they were when it was
@@ -46,15 +50,18 @@ import os
 import threading
 import time
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from io import BufferedReader
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import structlog
+
 from flagsync.adapters.csv.index import PersonIndex, appended, count_record_id, index_records
-from flagsync.adapters.csv.lines import CHUNK, LineFeed, NoHash, RecordReader, apply_field_limit
+from flagsync.adapters.csv.lines import CHUNK, Header, LineFeed, NoHash, RecordReader, apply_field_limit
+from flagsync.adapters.csv.saved import IndexSaver, SavedIndex, SavedLookup
 from flagsync.core.keytable import KeyTable
 from flagsync.core.model import SourceItem, is_valid_person_id
 from flagsync.core.records import RowParser, column_map, normalize_text
@@ -65,6 +72,11 @@ _DEFAULT_ZONE = "Europe/London"
 
 #: A file modified this shortly before its index was built is checked by content hash as well.
 RACY_WINDOW_NS = 2_000_000_000
+
+#: How long `close` waits for the index being saved (about 1.5 s for a million rows).
+SAVE_WAIT_SECONDS = 60.0
+
+log = structlog.get_logger("flagsync.source")
 
 
 class _Stale(Exception):
@@ -80,7 +92,14 @@ class CsvConsentSource:
     contract name in `columns`.
     """
 
-    def __init__(self, path: Path, columns: Mapping[str, str] | None = None, zone: ZoneInfo | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        columns: Mapping[str, str] | None = None,
+        zone: ZoneInfo | None = None,
+        *,
+        saved: SavedIndex | None = None,
+    ) -> None:
         if not str(path).strip():
             raise ConfigError("source.path must name the consent CSV file")
         self._path = Path(path)
@@ -88,6 +107,12 @@ class CsvConsentSource:
         self._zone = zone if zone is not None else ZoneInfo(_DEFAULT_ZONE)
         self._index: PersonIndex | None = None
         self._index_lock = threading.Lock()
+        # The index saved on disk (`saved`): the one loaded for the file's current identity, and the identity of a
+        # saved index found wrong (not loaded again); the saver writes each index this process builds.
+        self._saved = saved
+        self._saver = IndexSaver(saved.save) if saved is not None else None
+        self._lookup: SavedLookup | None = None
+        self._rejected_identity: tuple[int, int, int, int, int] | None = None
         # Change detection: the version a caller's watermark names, while it still differs from the current one,
         # and the last diff worked out (so a caller retrying the same watermark does not pay for it again).
         self._retained: PersonIndex | None = None
@@ -135,6 +160,11 @@ class CsvConsentSource:
     def describe(self) -> str:
         return f"csv file {self._path}"
 
+    def close(self, timeout: float = SAVE_WAIT_SECONDS) -> None:
+        """Wait (up to `timeout` seconds) until the index this process built is saved; the file itself is never held open."""
+        if self._saver is not None and not self._saver.flush(timeout):
+            log.warning("source.index_save_unfinished", waited_seconds=timeout)
+
     # ------------------------------------------------------------------------------------------
     # Whole reads
 
@@ -171,35 +201,105 @@ class CsvConsentSource:
         apply_field_limit()
         for _ in range(2):
             try:
-                return self._read_indexed(person_id, now, self._current_index())
+                with self._index_lock:
+                    index = self._index if self._index is not None and self._still_valid(self._index) else None
+                if index is None:
+                    lookup = self._saved_lookup()
+                    if lookup is not None:
+                        return self._read_saved(person_id, now, lookup)
+                    index = self._current_index()
+                rows = [(index.offsets[row], index.repeated[row] == 1) for row in index.rows(person_id)]
+                return self._read_rows(person_id, now, identity=index.identity, header=index.header, rows=rows)
             except _Stale:
                 with self._index_lock:
                     self._index = None
         raise SourceError(f"the consent CSV file {self._path} changed while it was being read")
 
-    def _read_indexed(self, person_id: str, now: datetime, index: PersonIndex) -> list[SourceItem]:
-        rows = index.rows(person_id)
+    def _read_rows(
+        self,
+        person_id: str,
+        now: datetime,
+        *,
+        identity: tuple[int, int, int, int, int],
+        header: Header,
+        rows: list[tuple[int, bool]],
+        collides: Callable[[str], bool] | None = None,
+    ) -> list[SourceItem]:
+        """Parse the rows at these (offset, record id repeated) of the file with this identity; _Stale if it is not so.
+
+        A row of another person is left out only where `collides` says that person shares the index's hash.
+        """
         if not rows:
             return []
         parse = RowParser(now=now, zone=self._zone).parse
         items: list[SourceItem] = []
         with self._open() as binary:
-            if _identity(os.fstat(binary.fileno())) != index.identity:
+            if _identity(os.fstat(binary.fileno())) != identity:
                 raise _Stale
-            for row in rows:
-                binary.seek(index.offsets[row])
+            for offset, repeated in rows:
+                binary.seek(offset)
                 reader = csv.reader(self._reader.lines(binary, NoHash(), bom=False), strict=True)
                 try:
                     fields = next(reader, None)
                 except csv.Error:
                     raise _Stale from None
-                if fields is None or len(fields) != index.header.width:
+                if fields is None or len(fields) != header.width:
                     raise _Stale
-                item = parse(index.header.values(fields), index.repeated[row] == 1)
+                item = parse(header.values(fields), repeated)
                 if item.person_id != person_id:
+                    if collides is not None and item.person_id is not None and collides(item.person_id):
+                        continue
                     raise _Stale
                 items.append(item)
         return items
+
+    # ------------------------------------------------------------------------------------------
+    # Person reads through the saved index (`saved`), in a process that has built none
+
+    def _saved_lookup(self) -> SavedLookup | None:
+        """The saved index if it describes the file as it is now under this source's column map; else None."""
+        if self._saved is None:
+            return None
+        try:
+            identity = _identity(os.stat(self._path))
+        except OSError:
+            return None
+        lookup = self._lookup
+        if lookup is not None and lookup.identity == identity:
+            return lookup
+        if identity == self._rejected_identity:
+            return None
+        lookup = self._saved.load()
+        if lookup is None or lookup.identity != identity or lookup.header != self._current_header():
+            return None
+        self._lookup = lookup
+        return lookup
+
+    def _read_saved(self, person_id: str, now: datetime, lookup: SavedLookup) -> list[SourceItem]:
+        saved = self._saved
+        assert saved is not None
+        wanted = saved.person_hash(person_id)
+        try:
+            return self._read_rows(
+                person_id,
+                now,
+                identity=lookup.identity,
+                header=lookup.header,
+                rows=lookup.rows(wanted),
+                collides=lambda other: saved.person_hash(other) == wanted,
+            )
+        except _Stale:
+            self._lookup, self._rejected_identity = None, lookup.identity
+            raise
+
+    def _current_header(self) -> Header | None:
+        """The header layout of the file now (None when it cannot be read as one: the whole read says why)."""
+        try:
+            with self._open() as binary:
+                header, _records = self._reader.records(binary, NoHash())
+        except SourceError:
+            return None
+        return header
 
     # ------------------------------------------------------------------------------------------
     # Keeping the index current
@@ -216,6 +316,8 @@ class CsvConsentSource:
         extended = self._extended_index(index) if index is not None else None
         index = extended if extended is not None else self._build_index()
         self._index = index
+        if self._saver is not None and not index.racy_until_ns:
+            self._saver.submit(index)
         return index
 
     def _still_valid(self, index: PersonIndex) -> bool:
@@ -237,6 +339,8 @@ class CsvConsentSource:
             return False
         if checked_at > index.racy_until_ns:
             index.racy_until_ns = 0  # any later write moves mtime/ctime past what the index holds
+            if self._saver is not None:
+                self._saver.submit(index)
         return True
 
     def _build_index(self) -> PersonIndex:
