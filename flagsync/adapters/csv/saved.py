@@ -23,9 +23,9 @@ before the index was built, or a content check after that window confirmed it), 
 is trusted when the file's device, inode, size, mtime_ns and ctime_ns are still those recorded,
 the header of the file maps the contract columns to the same positions, and the key id, format
 and byte order match. Anything else, or a row that does not parse as the index says, and the
-process builds its own index (which replaces the saved one). A 32-bit hash is shared by about
-one pair of people in 8,000 at a million people: a row of the other person is read, parsed and
-left out (its person id's hash is the one looked up); a row whose person's hash differs means
+process builds its own index (which replaces the saved one). At a million people about one
+person in 4,300 shares their 32-bit hash with another: that person's rows are read too, parsed
+and left out (their id's hash is the one looked up); a row whose person's hash differs means
 the index is wrong, and it is not used.
 """
 

@@ -73,8 +73,8 @@ _DEFAULT_ZONE = "Europe/London"
 #: A file modified this shortly before its index was built is checked by content hash as well.
 RACY_WINDOW_NS = 2_000_000_000
 
-#: How long `close` waits for the index being saved (about 1.5 s for a million rows).
-SAVE_WAIT_SECONDS = 60.0
+#: How long `close` waits for the index being saved (about 1.5 s for a million rows; SIGTERM must end within 10 s).
+SAVE_WAIT_SECONDS = 5.0
 
 log = structlog.get_logger("flagsync.source")
 
