@@ -103,7 +103,7 @@ def run(figures: Figures, *, quick: bool = False) -> None:
         figures.add(
             f"person_scale.{kind}_command_ratio_{large // 1000}k_to_1k",
             command_ratio,
-            "x (command median, file unchanged since the last build)",
+            "x (command median; CSV: through the saved index)",
             target=f"<= {RATIO_LIMIT}",
             ok=command_ratio <= RATIO_LIMIT,
         )

@@ -6,10 +6,13 @@ store) against One faked at the HTTP edge with `responses`, including retries, a
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
+import sqlite3
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +22,7 @@ import responses
 import structlog
 from responses import matchers
 
+import flagsync.adapters.csv.source as csv_source
 from flagsync.bootstrap import build_app
 from flagsync.core.model import RunOutcome, RunTrigger
 from flagsync.demo_data import PERSONAL_COLUMNS, write_consent_db
@@ -98,13 +102,14 @@ def _register_one(rsps: responses.RequestsMock) -> None:
     rsps.delete(f"{BASE}/api/v1/involvements/INV-000011", status=204)
 
 
-def _settings(tmp_path: Path) -> object:
+def _settings(tmp_path: Path, source: str | None = None) -> object:
     config = tmp_path / "flagsync.toml"
     consent_db, state_db = tmp_path / "consent.db", tmp_path / "state.db"
+    source = source or f'url = "sqlite:///{consent_db}"'
     config.write_text(
         f"""
 [source]
-url = "sqlite:///{consent_db}"
+{source}
 [one]
 base_url = "{BASE}"
 client_id = "flagsync"
@@ -174,6 +179,35 @@ def test_canary_data_never_leaves(tmp_path: Path, logs: io.StringIO) -> None:
 
     state_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
     _assert_clean(state_bytes.decode("latin-1"), "the state store")
+
+
+def test_a_csv_source_and_its_saved_person_index_keep_nothing(
+    tmp_path: Path, logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rows as a CSV export: after a sync and a person read, the state files (the saved index too) hold nothing."""
+    monkeypatch.setattr(csv_source, "RACY_WINDOW_NS", 0)  # the file was just written: let its index be saved
+    _create_source(tmp_path / "consent.db")
+    with sqlite3.connect(tmp_path / "consent.db") as db, (tmp_path / "consent.csv").open("w", newline="") as handle:
+        cursor = db.execute("SELECT * FROM consent_records")
+        writer = csv.writer(handle)
+        writer.writerow([column[0] for column in cursor.description])
+        writer.writerows(["" if value is None else value for value in row] for row in cursor)
+    (tmp_path / "consent.db").unlink()
+    settings = _settings(tmp_path, f'kind = "csv"\npath = "{tmp_path / "consent.csv"}"')
+    app = build_app(settings)  # type: ignore[arg-type]
+    configure_logging(format="json", level="DEBUG", pseudonymizer=app.pseudonymizer, stream=logs)
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as rsps:
+        _register_one(rsps)
+        report = app.service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED, report.error
+    assert [item.record_id for item in app.source.read_person("PCANARYA", datetime.now(UTC))] == ["RCANARY-0001"]
+    app.close()
+
+    saved = tmp_path / "state.db-csv-person-index"
+    assert saved.is_file()
+    _assert_clean(logs.getvalue(), "the logs")
+    state_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("state.db*"))
+    _assert_clean(state_bytes.decode("latin-1"), "the state files and the saved person index")
 
 
 def test_error_messages_from_a_failed_listing_hold_no_ids(tmp_path: Path, logs: io.StringIO) -> None:
