@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 import flagsync.adapters.csv.saved as saved_module
 import flagsync.adapters.csv.source as module
@@ -274,12 +275,25 @@ def test_the_saved_index_holds_no_id_and_no_value_and_is_private(tmp_path: Path)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_a_failed_save_is_logged_and_reads_go_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_temporary_files_a_killed_process_left_are_cleared(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "c.csv", rows_for(3))
+    saved = saved_at(tmp_path)
+    old, recent = tmp_path / f".{saved.path.name}.111.222.tmp", tmp_path / f".{saved.path.name}.333.444.tmp"
+    old.write_bytes(b"half an index")
+    recent.write_bytes(b"being written")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    build_and_save(path, saved)
+    assert not old.exists() and recent.exists()
+
+
+def test_a_failed_save_is_logged_and_reads_go_on(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "c.csv", rows_for(3))
     saved = SavedIndex(tmp_path / "missing-dir" / "index", KEY, "k1")
     source = new_process(path, saved)
-    assert decisions(list(source.read_person("P1", NOW))) == [("r1", "granted")]
-    source.close()
+    with capture_logs() as logged:
+        assert decisions(list(source.read_person("P1", NOW))) == [("r1", "granted")]
+        source.close()
+    assert {"event": "source.index_not_saved", "error": "FileNotFoundError", "log_level": "warning"} in logged
     assert not saved.path.exists()
     assert decisions(list(new_process(path, saved).read_person("P2", NOW))) == [("r2", "granted")]
 

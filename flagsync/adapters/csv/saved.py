@@ -31,6 +31,8 @@ the index is wrong, and it is not used.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import hmac
 import json
@@ -62,6 +64,7 @@ _MAGIC = b"FSPIDX01"
 _FORMAT = 1
 _MAC_SIZE = 32
 _LOW32 = 0xFFFF_FFFF
+_STALE_TEMPORARY_SECONDS = 600
 
 
 def derive_index_key(pseudonym_key: bytes) -> bytes:
@@ -242,7 +245,14 @@ class IndexSaver:
 
 
 def _write_private(path: Path, parts: list[bytes]) -> None:
-    """Write `parts` to `path` through a temporary file in the same directory (mode 0600), replaced atomically."""
+    """Write `parts` to `path` through a temporary file in the same directory (mode 0600), replaced atomically.
+
+    Temporary files a killed process left behind (older than `_STALE_TEMPORARY_SECONDS`) are removed first.
+    """
+    for left in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - left.stat().st_mtime > _STALE_TEMPORARY_SECONDS:
+                left.unlink()
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
