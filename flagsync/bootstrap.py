@@ -85,12 +85,14 @@ def migrate_state(settings: Settings, *, wait_seconds: float) -> tuple[str, str 
         state.close()
 
 
-def build_source(settings: Settings) -> SqlConsentSource | CsvConsentSource:
+def build_source(settings: Settings, *, index_save_wait_seconds: float = 60.0) -> SqlConsentSource | CsvConsentSource:
+    """The consent source; a CSV source's `close` waits up to `index_save_wait_seconds` for its person index to be saved."""
     src = settings.source
     zone = ZoneInfo(src.timezone)
     if src.kind == "csv":
         assert src.path is not None  # the settings require source.path for a csv source
-        return CsvConsentSource(src.path, src.column_map, zone, saved=saved_person_index(settings))
+        saved = saved_person_index(settings)
+        return CsvConsentSource(src.path, src.column_map, zone, saved=saved, save_wait_seconds=index_save_wait_seconds)
     return SqlConsentSource(src.url.get_secret_value(), src.table, src.column_map, zone)
 
 
@@ -167,11 +169,15 @@ def run_in_progress(settings: Settings) -> bool | None:
     return False
 
 
-def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0) -> App:
-    """Build every component; nothing connects until it is first used."""
+def build_app(settings: Settings, *, lock_wait_seconds: float = 5.0, index_save_wait_seconds: float = 60.0) -> App:
+    """Build every component; nothing connects until it is first used.
+
+    `close` waits up to `index_save_wait_seconds` for a CSV source's person index to be saved: a one-off
+    command can afford to (the next command then reads a few rows instead of the file), the daemon's exit not.
+    """
     pseudonymizer = build_pseudonymizer(settings)
     metrics = Metrics()
-    source = build_source(settings)
+    source = build_source(settings, index_save_wait_seconds=index_save_wait_seconds)
     gateway = build_gateway(settings, metrics)
     state_url = settings.state.url.get_secret_value()
     state = SqlStateStore(state_url, build_keyring(settings))

@@ -158,12 +158,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from flagsync.bootstrap import build_app, check_state_schema  # noqa: PLC0415 - see _setup_logging
-    from flagsync.daemon import Daemon  # noqa: PLC0415 - only the daemon needs the scheduler
+    from flagsync.daemon import INDEX_SAVE_WAIT_SECONDS, Daemon  # noqa: PLC0415 - only the daemon needs the scheduler
 
     settings = _settings(args)
     _setup_logging(settings, args, interactive_quiet=False, stream=sys.stdout)
     check_state_schema(settings)  # an old schema stops the daemon at start (exit 1), not at every cycle
-    app = build_app(settings, lock_wait_seconds=0.0)
+    app = build_app(settings, lock_wait_seconds=0.0, index_save_wait_seconds=INDEX_SAVE_WAIT_SECONDS)
     try:
         Daemon(app).run_until_signalled()
     finally:

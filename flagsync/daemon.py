@@ -47,6 +47,9 @@ log = structlog.get_logger("flagsync.daemon")
 #: How long SIGTERM waits for a run in progress before the process leaves anyway (spec: exit within 10 s).
 SHUTDOWN_GRACE_SECONDS = 8.0
 
+#: How long the daemon's exit waits for a CSV person index being saved (after the grace above; the next process builds it).
+INDEX_SAVE_WAIT_SECONDS = 1.0
+
 #: While the change query keeps failing, it is logged at most this often (with the count of failures).
 CHANGE_FAILURE_LOG_SECONDS = 60.0
 

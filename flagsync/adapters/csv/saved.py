@@ -63,7 +63,6 @@ SAVED_INDEX_SUFFIX = "-csv-person-index"
 _MAGIC = b"FSPIDX01"
 _FORMAT = 1
 _MAC_SIZE = 32
-_LOW32 = 0xFFFF_FFFF
 _STALE_TEMPORARY_SECONDS = 600
 
 
@@ -78,7 +77,8 @@ class SavedLookup:
 
     identity: tuple[int, int, int, int, int]
     header: Header
-    keys: memoryview  # per person, sorted: (hash << 32) | person number
+    hashes: memoryview  # the people's id hashes, sorted
+    people: memoryview  # beside each hash, the number of its person
     offsets: memoryview  # per data row
     first_row: memoryview  # per person number
     next_row: memoryview  # per data row: the next row of the same person, -1 at the end
@@ -86,10 +86,10 @@ class SavedLookup:
 
     def rows(self, person_hash: int) -> list[tuple[int, bool]]:
         """(offset, record id repeated) of every row of every person whose id hashes to `person_hash`, in file order."""
-        keys, found = self.keys, list[int]()
-        at = bisect_left(keys, person_hash << 32)
-        while at < len(keys) and keys[at] >> 32 == person_hash:
-            row = self.first_row[keys[at] & _LOW32]
+        hashes, found = self.hashes, list[int]()
+        at = bisect_left(hashes, person_hash)
+        while at < len(hashes) and hashes[at] == person_hash:
+            row = self.first_row[self.people[at]]
             while row >= 0:
                 found.append(row)
                 row = self.next_row[row]
@@ -123,8 +123,8 @@ class SavedIndex:
         """Write `index` (which the identity alone must already be trusted for) in place of any saved one; raises OSError."""
         if index.racy_until_ns:
             raise ValueError("only an index trusted by identity alone may be saved")
-        hashes = map(self.short_hash, index.people.encoded_keys())
-        keys = array("Q", sorted((short << 32) | number for number, short in enumerate(hashes)))
+        hashes = array("I", map(self.short_hash, index.people.encoded_keys()))
+        people = array("I", sorted(range(len(hashes)), key=hashes.__getitem__))
         header = json.dumps(
             {
                 "format": _FORMAT,
@@ -132,20 +132,21 @@ class SavedIndex:
                 "byteorder": sys.byteorder,
                 "identity": list(index.identity),
                 "saved_ns": time.time_ns(),
-                "people": len(keys),
+                "people": len(people),
                 "rows": len(index.offsets),
                 "width": index.header.width,
                 "positions": list(index.header.positions),
             },
             separators=(",", ":"),
         ).encode()
-        header += b" " * (-(len(_MAGIC) + 4 + len(header)) % 8)  # the 8-byte sections start 8-byte aligned
+        header += b" " * (-(len(_MAGIC) + 4 + len(header)) % 8)  # the offsets (8 bytes each) start 8-byte aligned
         parts = [
             _MAGIC,
             len(header).to_bytes(4, "little"),
             header,
-            keys.tobytes(),
             array("Q", index.offsets).tobytes(),
+            array("I", map(hashes.__getitem__, people)).tobytes(),
+            people.tobytes(),
             array("i", index.first_row).tobytes(),
             array("i", index.next_row).tobytes(),
             bytes(index.repeated),
@@ -181,16 +182,21 @@ class SavedIndex:
             return None
         people, rows = int(meta["people"]), int(meta["rows"])
         view = memoryview(body)
-        ends = list(accumulate((8 * people, 8 * rows, 4 * people, 4 * rows), initial=header_end))
+        ends = list(accumulate((8 * rows, 4 * people, 4 * people, 4 * people, 4 * rows), initial=header_end))
         if len(body) - ends[-1] != rows:
             return None
-        keys, offsets = view[ends[0] : ends[1]].cast("Q"), view[ends[1] : ends[2]].cast("Q")
-        first_row, next_row = view[ends[2] : ends[3]].cast("i"), view[ends[3] : ends[4]].cast("i")
-        at = ends[4]
+        offsets, hashes, numbers = (
+            view[ends[0] : ends[1]].cast("Q"),
+            view[ends[1] : ends[2]].cast("I"),
+            view[ends[2] : ends[3]].cast("I"),
+        )
+        first_row, next_row = view[ends[3] : ends[4]].cast("i"), view[ends[4] : ends[5]].cast("i")
+        at = ends[5]
         return SavedLookup(
             identity=tuple(int(value) for value in meta["identity"]),  # type: ignore[arg-type] # five ints, as saved
             header=Header(width=int(meta["width"]), positions=tuple(int(p) for p in meta["positions"])),
-            keys=keys,
+            hashes=hashes,
+            people=numbers,
             offsets=offsets,
             first_row=first_row,
             next_row=next_row,

@@ -73,8 +73,8 @@ _DEFAULT_ZONE = "Europe/London"
 #: A file modified this shortly before its index was built is checked by content hash as well.
 RACY_WINDOW_NS = 2_000_000_000
 
-#: How long `close` waits for the index being saved (about 1.5 s for a million rows; SIGTERM must end within 10 s).
-SAVE_WAIT_SECONDS = 5.0
+#: How long `close` waits for the index being saved, by default (about 1.5 s for a million rows on an idle machine).
+SAVE_WAIT_SECONDS = 60.0
 
 log = structlog.get_logger("flagsync.source")
 
@@ -99,6 +99,7 @@ class CsvConsentSource:
         zone: ZoneInfo | None = None,
         *,
         saved: SavedIndex | None = None,
+        save_wait_seconds: float = SAVE_WAIT_SECONDS,
     ) -> None:
         if not str(path).strip():
             raise ConfigError("source.path must name the consent CSV file")
@@ -111,6 +112,7 @@ class CsvConsentSource:
         # saved index found wrong (not loaded again); the saver writes each index this process builds.
         self._saved = saved
         self._saver = IndexSaver(saved.save) if saved is not None else None
+        self._save_wait_seconds = save_wait_seconds
         self._lookup: SavedLookup | None = None
         self._rejected_identity: tuple[int, int, int, int, int] | None = None
         # Change detection: the version a caller's watermark names, while it still differs from the current one,
@@ -160,10 +162,10 @@ class CsvConsentSource:
     def describe(self) -> str:
         return f"csv file {self._path}"
 
-    def close(self, timeout: float = SAVE_WAIT_SECONDS) -> None:
-        """Wait (up to `timeout` seconds) until the index this process built is saved; the file itself is never held open."""
-        if self._saver is not None and not self._saver.flush(timeout):
-            log.warning("source.index_save_unfinished", waited_seconds=timeout)
+    def close(self) -> None:
+        """Wait (up to `save_wait_seconds`) until the index this process built is saved; the file itself is never held open."""
+        if self._saver is not None and not self._saver.flush(self._save_wait_seconds):
+            log.warning("source.index_save_unfinished", waited_seconds=self._save_wait_seconds)
 
     # ------------------------------------------------------------------------------------------
     # Whole reads
