@@ -10,6 +10,8 @@ import csv
 import os
 import stat
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -306,8 +308,6 @@ def test_close_waits_for_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     def slow_save(self: SavedIndex, index: PersonIndex) -> None:
         started.append(1)
-        import time
-
         time.sleep(0.3)
         real_save(self, index)
 
@@ -316,6 +316,22 @@ def test_close_waits_for_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     list(source.read_person("P1", NOW))
     source.close()
     assert started == [1] and saved.path.exists()
+
+
+def test_close_gives_up_after_its_wait_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's exit waits only briefly: an unfinished save is left to the next process."""
+    path = write_csv(tmp_path / "c.csv", rows_for(3))
+    release = threading.Event()
+    monkeypatch.setattr(SavedIndex, "save", lambda self, index: release.wait(5))
+    source = CsvConsentSource(path, saved=saved_at(tmp_path), save_wait_seconds=0.05)
+    list(source.read_person("P1", NOW))
+    with capture_logs() as logged:
+        started = time.monotonic()
+        source.close()
+        waited = time.monotonic() - started
+    release.set()
+    assert waited < 2
+    assert [entry["event"] for entry in logged] == ["source.index_save_unfinished"]
 
 
 def test_the_change_poll_saves_each_new_version(tmp_path: Path) -> None:
