@@ -80,7 +80,12 @@ _DATE_TIME = re.compile(
     re.ASCII,
 )
 
-#: Maps each ASCII digit's byte to ``9`` and every other byte to itself (see `_shape`).
+# A text's shape is its UTF-8 bytes with every ASCII digit made a 9: ``2026-11-24`` → ``9999-99-99``.
+# A shape made only of 9s and ASCII punctuation is the shape of an ASCII text (any other character
+# encodes to bytes of 0x80 and above, which stay as they are), so comparing shapes checks the digits
+# and the punctuation at once, without a regular expression. A lone surrogate (which UTF-8 cannot
+# encode) is passed through as three such bytes ("surrogatepass").
+#: Maps each ASCII digit's byte to ``9`` and every other byte to itself.
 _DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9999999999")
 #: The shape of a plain date: exactly what ``\d{4}-\d{2}-\d{2}`` (ASCII digits) matches.
 _PLAIN_DATE_SHAPE = b"9999-99-99"
@@ -303,7 +308,7 @@ class RowParser:
         has already looked the value up there, and a text's answer is kept in it. A text is
         accepted when it matches the extended-format pattern `_DATE_TIME` and
         `datetime.fromisoformat` reads it (fromisoformat alone reads more: week dates, the basic
-        format, any separator). The pattern is only run for a text whose shape (`_shape`) is not one
+        format, any separator). The pattern is only run for a text whose shape (see `_DIGITS_AS_NINES`) is not one
         of `_DATE_TIME_SHAPES`, each of which it is known to match; a plain date is exactly the
         shape ``9999-99-99``. Other values (what a driver returns) follow `_value_timestamp`.
         """
@@ -314,7 +319,7 @@ class RowParser:
         if not text:
             return None
         try:
-            shape = _shape(text)
+            shape = text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_NINES)  # see _DIGITS_AS_NINES
             if shape == _PLAIN_DATE_SHAPE:
                 if not dates_allowed:
                     raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
@@ -456,17 +461,6 @@ def _value_timestamp(value: object, hours: _Hours, column: str, *, dates_allowed
     except (ValueError, OverflowError):
         pass
     raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
-
-
-def _shape(text: str) -> bytes:
-    """The text's UTF-8 bytes with every ASCII digit made a 9: ``2026-11-24`` → ``9999-99-99``.
-
-    A shape made only of 9s and ASCII punctuation is the shape of an ASCII text (any other
-    character encodes to bytes of 0x80 and above, which stay as they are), so comparing shapes
-    checks the digits and the punctuation at once, without a regular expression. A lone surrogate
-    (which UTF-8 cannot encode) is passed through as three such bytes.
-    """
-    return text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_NINES)
 
 
 class _Hours:
