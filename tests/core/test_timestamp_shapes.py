@@ -199,7 +199,7 @@ texts = st.one_of(
 )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(texts, st.sampled_from(ZONES), st.sampled_from(["recorded_at", "expires_at", "updated_at"]))
 @example("2026-03-29T01:30:00", LONDON, "updated_at")
 @example("2026-10-25 01:30:00", LONDON, "updated_at")
@@ -243,7 +243,7 @@ TRANSITIONS = [
 ]
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(st.sampled_from(TRANSITIONS).flatmap(lambda pair: st.tuples(st.just(pair[0]), _near(pair[1]))), st.sampled_from([0, 1]))
 def test_naive_times_near_transitions_get_the_oracles_instant(case: tuple[ZoneInfo, datetime], fold: int) -> None:
     """Near a change of offset (gaps, folds, half hours, seconds-odd offsets) a naive time is read as the plain rule reads it."""
