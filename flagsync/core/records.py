@@ -152,9 +152,11 @@ def parse_record(row: Mapping[str, object], *, now: datetime, zone: ZoneInfo, du
     timestamps; `duplicate` says the source holds this record id more than once. Never raises
     for any row content. (Sources parse many rows with one `RowParser`, which this uses too.)
     """
+    global _last_parser  # noqa: PLW0603 - a one-entry memo; a race only costs a fresh parser
     parser = _last_parser
-    if parser is None or parser.zone is not zone or parser.now != now:
-        parser = _parser_for(now, zone)
+    if parser is None or parser.now != now or parser.zone is not zone:
+        # a parser for (now, zone), reused while callers keep asking for the same pair (its caches with it)
+        parser = _last_parser = RowParser(now=now, zone=zone)
     if row.__class__ is dict:
         try:
             values = _contract_values(row)  # one C call for a plain dict holding every column
@@ -172,16 +174,6 @@ _contract_values = operator.itemgetter(*CONTRACT_COLUMNS)
 TIMESTAMP_CACHE_SIZE = 4096
 
 _last_parser: RowParser | None = None
-
-
-def _parser_for(now: datetime, zone: ZoneInfo) -> RowParser:
-    """A parser for (now, zone), reused while callers keep asking for the same pair (its timestamp cache with it)."""
-    global _last_parser  # noqa: PLW0603 - a one-entry memo; a race only costs a fresh parser
-    parser = _last_parser
-    if parser is None or parser.now != now or parser.zone is not zone:
-        parser = RowParser(now=now, zone=zone)
-        _last_parser = parser
-    return parser
 
 
 class RowParser:
@@ -308,9 +300,10 @@ class RowParser:
         has already looked the value up there, and a text's answer is kept in it. A text is
         accepted when it matches the extended-format pattern `_DATE_TIME` and
         `datetime.fromisoformat` reads it (fromisoformat alone reads more: week dates, the basic
-        format, any separator). The pattern is only run for a text whose shape (see `_DIGITS_AS_NINES`) is not one
-        of `_DATE_TIME_SHAPES`, each of which it is known to match; a plain date is exactly the
-        shape ``9999-99-99``. Other values (what a driver returns) follow `_value_timestamp`.
+        format, any separator). The pattern is only run for a text whose shape (see
+        `_DIGITS_AS_NINES`) is not one of `_DATE_TIME_SHAPES`, each of which it is known to match;
+        a plain date is exactly the shape ``9999-99-99``. Other values (what a driver returns)
+        follow `_value_timestamp`.
         """
         dates_allowed = accepted is self._dates_allowed
         if not isinstance(value, str):
