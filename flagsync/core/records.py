@@ -83,8 +83,7 @@ _DATE_TIME = re.compile(
 # A text's shape is its UTF-8 bytes with every ASCII digit made a 9: ``2026-11-24`` → ``9999-99-99``.
 # A shape made only of 9s and ASCII punctuation is the shape of an ASCII text (any other character
 # encodes to bytes of 0x80 and above, which stay as they are), so comparing shapes checks the digits
-# and the punctuation at once, without a regular expression. A lone surrogate (which UTF-8 cannot
-# encode) is passed through as three such bytes ("surrogatepass").
+# and the punctuation at once, without a regular expression.
 #: Maps each ASCII digit's byte to ``9`` and every other byte to itself.
 _DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9999999999")
 #: The shape of a plain date: exactly what ``\d{4}-\d{2}-\d{2}`` (ASCII digits) matches.
@@ -312,7 +311,9 @@ class RowParser:
         if not text:
             return None
         try:
-            shape = text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_NINES)  # see _DIGITS_AS_NINES
+            # (see _DIGITS_AS_NINES; a lone surrogate cannot be encoded: a ValueError, so a bad timestamp,
+            # as the ASCII-only pattern finds for any text with one)
+            shape = text.encode().translate(_DIGITS_AS_NINES)
             if shape == _PLAIN_DATE_SHAPE:
                 if not dates_allowed:
                     raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)

@@ -446,7 +446,7 @@ def test_the_common_shapes_are_known() -> None:
 @given(texts)
 def test_a_text_of_a_known_shape_matches_the_pattern(text: str) -> None:
     """The shortcut never accepts what the pattern refuses, and the date shape is exactly the date pattern."""
-    shape = text.encode("utf-8", "surrogatepass").translate(records._DIGITS_AS_NINES)
+    shape = text.encode("utf-8", "surrogatepass").translate(records._DIGITS_AS_NINES)  # as RowParser, but any text
     if shape in records._DATE_TIME_SHAPES:
         assert _ORACLE_DATE_TIME.fullmatch(text)
     assert (shape == records._PLAIN_DATE_SHAPE) == bool(len(text) == 10 and _ORACLE_DATE.fullmatch(text))
@@ -530,3 +530,70 @@ def test_parse_record_reads_plain_dicts_other_mappings_and_rows_without_optional
 
 def dataclasses_replace(record: ConsentRecord, **changes: object) -> ConsentRecord:
     return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
+
+
+def test_the_shapes_in_use_are_the_ones_the_rule_builds() -> None:
+    """Built again here (mutation testing cannot reach what ran at import): each separator, fraction length and offset."""
+    shapes = records._date_time_shapes()
+    assert shapes == records._DATE_TIME_SHAPES
+    assert len(shapes) == 3 * 19 * 5
+    for separator in "Tt ":
+        for offset in ("", "Z", "z", "+99:99", "-99:99"):
+            for fraction in ("", ".9", ",9", ".999999", ",999999999", ".999999999"):
+                assert f"9999-99-99{separator}99:99:99{fraction}{offset}".encode() in shapes
+    assert b"9999-99-99T99:99:99.9999999999" not in shapes  # ten fraction digits take the pattern
+    assert all(isinstance(shape, bytes) for shape in shapes)
+
+
+def test_an_hour_with_a_seconds_long_fold_at_its_end_is_not_uniform() -> None:
+    """Baghdad's clocks went back 4 s at midnight 1890 (LMT +2:57:40 to BMT +2:57:36): caught at the hour's end."""
+    baghdad = ZoneInfo("Asia/Baghdad")
+    hours = records._Hours(baghdad)
+    moment = datetime(1889, 12, 31, 23, 59, 58)
+    assert exactly(hours.wall_to_utc(moment)) == exactly(oracle_utc(moment, baghdad))
+    assert hours._starts == {(1889, 12, 31, 23): ()}
+
+
+def test_accepted_texts_are_remembered_per_kind_of_column_and_the_memory_is_bounded() -> None:
+    """A text's answer is kept under the text itself (a str subclass is not kept); the memory never outgrows its size."""
+
+    class Text(str):
+        __slots__ = ()
+
+    parser = RowParser(now=FAR_NOW, zone=LONDON)
+    assert answer_of(parser, "2025-06-01T09:30:00+01:00", "updated_at") == datetime(2025, 6, 1, 8, 30, tzinfo=UTC)
+    assert parser._date_times == {
+        "2025-06-01T09:30:00Z": datetime(2025, 6, 1, 9, 30, tzinfo=UTC),
+        "2025-06-01T09:30:00+01:00": datetime(2025, 6, 1, 8, 30, tzinfo=UTC),
+    }
+    assert answer_of(parser, "2030-12-31", "expires_at") == datetime(2031, 1, 1, tzinfo=UTC)  # the end of that day
+    assert parser._dates_allowed == {"2030-12-31": datetime(2031, 1, 1, tzinfo=UTC)}
+    assert answer_of(parser, Text("2025-06-01T10:30:00Z"), "updated_at") == datetime(2025, 6, 1, 10, 30, tzinfo=UTC)
+    assert len(parser._date_times) == 2
+    start = datetime(2020, 1, 1, tzinfo=UTC)
+    for n in range(TIMESTAMP_CACHE_SIZE + 1):
+        answer_of(parser, (start + timedelta(seconds=n)).isoformat(), "updated_at")
+        assert len(parser._date_times) <= TIMESTAMP_CACHE_SIZE
+
+
+def test_parse_record_makes_a_new_parser_when_now_or_the_zone_changes() -> None:
+    """A recorded_at in the future of one `now` is accepted under a later one, and a naive time follows the zone."""
+    row = _row()
+    row["recorded_at"] = "2026-01-15T13:00:00Z"
+    later = NOW + timedelta(hours=2)
+    assert isinstance(parse_record(row, now=NOW, zone=LONDON), QuarantinedRecord)
+    assert isinstance(parse_record(row, now=later, zone=LONDON), ConsentRecord)
+    assert isinstance(parse_record(row, now=NOW, zone=LONDON), QuarantinedRecord)
+    row["recorded_at"] = "2025-06-01T09:30:00"
+    london = parse_record(row, now=NOW, zone=LONDON)
+    lord_howe = parse_record(row, now=NOW, zone=LORD_HOWE)
+    assert isinstance(london, ConsentRecord) and isinstance(lord_howe, ConsentRecord)
+    assert london.recorded_at == datetime(2025, 6, 1, 8, 30, tzinfo=UTC)
+    assert lord_howe.recorded_at == datetime(2025, 5, 31, 23, 0, tzinfo=UTC)
+
+
+def test_ids_that_are_not_text_are_read_as_their_text() -> None:
+    """A driver's integer record id, person id and consent version become their text, as normalize_text reads them."""
+    item = RowParser(now=NOW, zone=LONDON).parse([42, 1234, "refused", None, None, "2025-06-01T09:30:00Z", None, "open", 2, None])
+    assert isinstance(item, ConsentRecord)
+    assert (item.record_id, item.person_id, item.consent_version) == ("42", "1234", "2")
