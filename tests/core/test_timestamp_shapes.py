@@ -597,3 +597,31 @@ def test_ids_that_are_not_text_are_read_as_their_text() -> None:
     item = RowParser(now=NOW, zone=LONDON).parse([42, 1234, "refused", None, None, "2025-06-01T09:30:00Z", None, "open", 2, None])
     assert isinstance(item, ConsentRecord)
     assert (item.record_id, item.person_id, item.consent_version) == ("42", "1234", "2")
+
+
+def test_naive_times_around_every_transition_of_every_installed_zone_get_the_oracles_instant() -> None:
+    """Just before, at, and after each transition (either fold's wall time) of every zone: the exact conversion's answer.
+
+    Reads the transitions with the pure-Python zoneinfo (a private module, hence the skip).
+    """
+    pure = getattr(importlib.import_module("zoneinfo._zoneinfo"), "ZoneInfo", None)
+    if pure is None or not hasattr(pure.no_cache("Europe/London"), "_trans_local"):
+        pytest.skip("the pure-Python zoneinfo's transition list is not available")
+    epoch = datetime(1970, 1, 1)
+    steps = [timedelta(microseconds=-1), timedelta(0), timedelta(seconds=1), timedelta(minutes=-30), timedelta(minutes=59)]
+    for key in sorted(zoneinfo.available_timezones()):
+        zone = ZoneInfo(key)
+        hours = records._Hours(zone)
+        for wall in {*pure.no_cache(key)._trans_local[0], *pure.no_cache(key)._trans_local[1]}:
+            for step in steps:
+                try:
+                    moment = epoch + timedelta(seconds=wall) + step
+                except OverflowError:
+                    continue
+                try:
+                    want = exactly(oracle_utc(moment, zone))
+                except OverflowError:
+                    with pytest.raises(OverflowError):
+                        hours.wall_to_utc(moment)
+                    continue
+                assert exactly(hours.wall_to_utc(moment)) == want, (key, moment)
