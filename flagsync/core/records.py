@@ -38,11 +38,13 @@ exception or a result.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from flagsync.core.model import (
@@ -73,12 +75,43 @@ _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
 _BOOLEANS: Mapping[str, bool] = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-_DATE_LENGTH = 10  # what _DATE matches, always
 _DATE_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?(Z|z|[+-]\d{2}(:?\d{2}(:?\d{2}([.,]\d+)?)?)?)?",
     re.ASCII,
 )
+
+# A text's shape is its UTF-8 bytes with every ASCII digit made a 9: ``2026-11-24`` → ``9999-99-99``.
+# A shape made only of 9s and ASCII punctuation is the shape of an ASCII text (any other character
+# encodes to bytes of 0x80 and above, which stay as they are), so comparing shapes checks the digits
+# and the punctuation at once, without a regular expression.
+#: Maps each ASCII digit's byte to ``9`` and every other byte to itself.
+_DIGITS_AS_NINES = bytes.maketrans(b"0123456789", b"9999999999")
+#: The shape of a plain date: exactly what ``\d{4}-\d{2}-\d{2}`` (ASCII digits) matches.
+_PLAIN_DATE_SHAPE = b"9999-99-99"
+
+
+def _date_time_shapes() -> frozenset[bytes]:
+    """The shapes of the common date-times: full seconds, a fraction of 1-9 digits, Z or ±hh:mm.
+
+    Each is kept only if `_DATE_TIME` matches it. The pattern treats every ASCII digit alike (it
+    names no particular digit), so it then matches every text of that shape too: looking a shape
+    up here is only a shortcut for running the pattern, never a different answer.
+    """
+    fractions = ["", *(mark + "9" * digits for mark in ".," for digits in range(1, 10))]
+    shapes = {
+        f"9999-99-99{separator}99:99:99{fraction}{offset}".encode()
+        for separator in "Tt "
+        for fraction in fractions
+        for offset in ("", "Z", "z", "+99:99", "-99:99")
+    }
+    return frozenset(shape for shape in shapes if _DATE_TIME.fullmatch(shape.decode()))
+
+
+_DATE_TIME_SHAPES = _date_time_shapes()
+
+#: A person id this long or shorter made of ASCII letters and digits only is well formed (One's
+#: pattern is a letter or digit, then up to 63 letters, digits, ``_`` or ``-``); others take the pattern.
+_PLAIN_PERSON_ID_LENGTH = 64
 
 
 def column_map(columns: Mapping[str, str] | None) -> dict[str, str]:
@@ -118,23 +151,28 @@ def parse_record(row: Mapping[str, object], *, now: datetime, zone: ZoneInfo, du
     timestamps; `duplicate` says the source holds this record id more than once. Never raises
     for any row content. (Sources parse many rows with one `RowParser`, which this uses too.)
     """
-    return _parser_for(now, zone).parse(tuple(map(row.get, CONTRACT_COLUMNS)), duplicate)
+    global _last_parser  # noqa: PLW0603 - a one-entry memo; a race only costs a fresh parser
+    parser = _last_parser
+    if parser is None or parser.now != now or parser.zone is not zone:
+        # a parser for (now, zone), reused while callers keep asking for the same pair (its caches with it)
+        parser = _last_parser = RowParser(now=now, zone=zone)
+    if row.__class__ is dict:
+        try:
+            values = _contract_values(row)  # one C call for a plain dict holding every column
+        except KeyError:
+            values = tuple(map(row.get, CONTRACT_COLUMNS))
+    else:
+        values = tuple(map(row.get, CONTRACT_COLUMNS))
+    return parser.parse(values, duplicate)
+
+
+_contract_values = operator.itemgetter(*CONTRACT_COLUMNS)
 
 
 #: Distinct timestamp texts remembered per parser and kind of column; the memory is cleared when full.
 TIMESTAMP_CACHE_SIZE = 4096
 
 _last_parser: RowParser | None = None
-
-
-def _parser_for(now: datetime, zone: ZoneInfo) -> RowParser:
-    """A parser for (now, zone), reused while callers keep asking for the same pair (its timestamp cache with it)."""
-    global _last_parser  # noqa: PLW0603 - a one-entry memo; a race only costs a fresh parser
-    parser = _last_parser
-    if parser is None or parser.now != now or parser.zone is not zone:
-        parser = RowParser(now=now, zone=zone)
-        _last_parser = parser
-    return parser
 
 
 class RowParser:
@@ -144,10 +182,12 @@ class RowParser:
     sequence whose first ten values are the contract columns (None for an absent optional column;
     anything after them is ignored). The rules are exactly those of `parse_record`. A timestamp text
     seen before is not parsed again: each kind of column (date-time only, or date allowed) keeps the
-    result for up to `TIMESTAMP_CACHE_SIZE` distinct texts, forgetting them all when full.
+    result for up to `TIMESTAMP_CACHE_SIZE` distinct texts, forgetting them all when full. A naive
+    time is converted with the zone's offset for its wall-clock hour, worked out once per hour
+    (`_Hours`).
     """
 
-    __slots__ = ("_date_times", "_dates_allowed", "_future_limit", "_rejected", "now", "zone")
+    __slots__ = ("_date_times", "_dates_allowed", "_future_limit", "_hours", "now", "zone")
 
     def __init__(self, *, now: datetime, zone: ZoneInfo) -> None:
         if now.utcoffset() is None:
@@ -158,80 +198,87 @@ class RowParser:
         # Accepted texts, per kind of column (a plain date is accepted only where dates are allowed).
         self._date_times: dict[str, datetime] = {}
         self._dates_allowed: dict[str, datetime] = {}
-        # Rejected texts, per kind of column: (kind, text) -> the rejection.
-        self._rejected: dict[tuple[bool, str], _Rejected] = {}
+        self._hours = _Hours(zone)
 
-    def parse(self, values: Sequence[object], duplicate: bool = False) -> SourceItem:
-        """One row's values (contract order) as a record or a quarantined record; never raises for any content."""
-        record_id = _text(values[0])
+    def parse(self, values: Sequence[object], duplicate: bool = False) -> SourceItem:  # noqa: PLR0912, PLR0915 - one step per rule, in the documented order
+        """One row's values (contract order) as a record or a quarantined record; never raises for any content.
+
+        The rules run inline, one after the other, with the common spellings looked up first: this
+        is every row's hot path, and each function call saved shows in rows per second.
+        """
+        raw = values[0]
+        record_id = (raw.strip() or None) if raw.__class__ is str else _text(raw)
         try:
-            return self._validate(values, record_id, duplicate)
+            if record_id is None:
+                raise _Rejected(QuarantineReason.MISSING_FIELD, "record_id")
+            if len(record_id) > MAX_RECORD_ID_LENGTH:
+                raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "record_id")
+            if duplicate:
+                raise _Rejected(QuarantineReason.DUPLICATE_RECORD_ID, "record_id")
+
+            raw = values[1]
+            person_id = (raw.strip() or None) if raw.__class__ is str else _text(raw)
+            # An id of ASCII letters and digits only, short enough, is well formed without the pattern.
+            if (
+                person_id is not None
+                and not (person_id.isalnum() and person_id.isascii() and len(person_id) <= _PLAIN_PERSON_ID_LENGTH)
+                and not is_valid_person_id(person_id)
+            ):
+                raise _Rejected(QuarantineReason.BAD_PERSON_ID, "person_id")
+
+            raw = values[2]
+            decision = _DECISION_SPELLINGS.get(raw) if raw.__class__ is str else None
+            if decision is None:
+                decision = _member(raw, _DECISIONS, QuarantineReason.BAD_DECISION, "decision")
+                if decision is None:
+                    raise _Rejected(QuarantineReason.MISSING_FIELD, "decision")
+            granted = decision is Decision.GRANTED
+
+            raw = values[3]
+            informed = _BOOLEAN_SPELLINGS[raw] if raw.__class__ is str and raw in _BOOLEAN_SPELLINGS else _boolean(raw)
+            if informed is None and granted:
+                raise _Rejected(QuarantineReason.MISSING_FIELD, "informed")
+
+            raw = values[4]
+            consented_by = _CONSENTED_BY_SPELLINGS.get(raw) if raw.__class__ is str else None
+            if consented_by is None and raw is not None:
+                consented_by = _member(raw, _CONSENTED_BY, QuarantineReason.BAD_CONSENTED_BY, "consented_by", spaced=True)
+            if consented_by is None and granted:
+                raise _Rejected(QuarantineReason.MISSING_FIELD, "consented_by")
+
+            raw = values[5]
+            recorded_at = self._date_times.get(raw) if raw.__class__ is str else None
+            if recorded_at is None:
+                recorded_at = self._timestamp(raw, "recorded_at", self._date_times)
+                if recorded_at is None:
+                    raise _Rejected(QuarantineReason.MISSING_FIELD, "recorded_at")
+            if recorded_at > self._future_limit:
+                raise _Rejected(QuarantineReason.FUTURE_TIMESTAMP, "recorded_at")
+
+            raw = values[6]
+            expires_at = self._dates_allowed.get(raw) if raw.__class__ is str else None
+            if expires_at is None and raw is not None:
+                expires_at = self._timestamp(raw, "expires_at", self._dates_allowed)
+
+            raw = values[7]
+            case_status = _CASE_STATUS_SPELLINGS.get(raw) if raw.__class__ is str else None
+            if case_status is None:
+                case_status = _member(raw, _CASE_STATUSES, QuarantineReason.BAD_CASE_STATUS, "case_status")
+                if case_status is None:
+                    raise _Rejected(QuarantineReason.MISSING_FIELD, "case_status")
+
+            raw = values[8]
+            consent_version = (raw.strip() or None) if raw.__class__ is str else _text(raw)
+            if consent_version is not None and len(consent_version) > MAX_CONSENT_VERSION_LENGTH:
+                raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "consent_version")
+
+            raw = values[9]
+            updated_at = self._date_times.get(raw) if raw.__class__ is str else None
+            if updated_at is None and raw is not None:
+                updated_at = self._timestamp(raw, "updated_at", self._date_times)
         except _Rejected as rejected:
             kept_record_id = record_id if record_id is not None and len(record_id) <= MAX_RECORD_ID_LENGTH else None
             return QuarantinedRecord(kept_record_id, normalize_person_id(values[1]), rejected.reason, rejected.column)
-
-    def _validate(self, values: Sequence[object], record_id: str | None, duplicate: bool) -> ConsentRecord:  # noqa: PLR0912, PLR0915 - one step per rule, in the documented order
-        if record_id is None:
-            raise _Rejected(QuarantineReason.MISSING_FIELD, "record_id")
-        if len(record_id) > MAX_RECORD_ID_LENGTH:
-            raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "record_id")
-        if duplicate:
-            raise _Rejected(QuarantineReason.DUPLICATE_RECORD_ID, "record_id")
-
-        person_id = _text(values[1])
-        if person_id is not None and not is_valid_person_id(person_id):
-            raise _Rejected(QuarantineReason.BAD_PERSON_ID, "person_id")
-
-        raw = values[2]
-        decision = _DECISION_SPELLINGS.get(raw) if raw.__class__ is str else None
-        if decision is None:
-            decision = _member(raw, _DECISIONS, QuarantineReason.BAD_DECISION, "decision")
-        if decision is None:
-            raise _Rejected(QuarantineReason.MISSING_FIELD, "decision")
-        granted = decision is Decision.GRANTED
-
-        raw = values[3]
-        informed = _BOOLEAN_SPELLINGS[raw] if raw.__class__ is str and raw in _BOOLEAN_SPELLINGS else _boolean(raw)
-        if informed is None and granted:
-            raise _Rejected(QuarantineReason.MISSING_FIELD, "informed")
-
-        raw = values[4]
-        consented_by = _CONSENTED_BY_SPELLINGS.get(raw) if raw.__class__ is str else None
-        if consented_by is None:
-            consented_by = _member(raw, _CONSENTED_BY, QuarantineReason.BAD_CONSENTED_BY, "consented_by", spaced=True)
-        if consented_by is None and granted:
-            raise _Rejected(QuarantineReason.MISSING_FIELD, "consented_by")
-
-        raw = values[5]
-        recorded_at = self._date_times.get(raw) if raw.__class__ is str else None
-        if recorded_at is None:
-            recorded_at = self._timestamp(raw, "recorded_at", self._date_times)
-        if recorded_at is None:
-            raise _Rejected(QuarantineReason.MISSING_FIELD, "recorded_at")
-        if recorded_at > self._future_limit:
-            raise _Rejected(QuarantineReason.FUTURE_TIMESTAMP, "recorded_at")
-
-        raw = values[6]
-        expires_at = self._dates_allowed.get(raw) if raw.__class__ is str else None
-        if expires_at is None:
-            expires_at = self._timestamp(raw, "expires_at", self._dates_allowed)
-
-        raw = values[7]
-        case_status = _CASE_STATUS_SPELLINGS.get(raw) if raw.__class__ is str else None
-        if case_status is None:
-            case_status = _member(raw, _CASE_STATUSES, QuarantineReason.BAD_CASE_STATUS, "case_status")
-        if case_status is None:
-            raise _Rejected(QuarantineReason.MISSING_FIELD, "case_status")
-
-        consent_version = _text(values[8])
-        if consent_version is not None and len(consent_version) > MAX_CONSENT_VERSION_LENGTH:
-            raise _Rejected(QuarantineReason.FIELD_TOO_LONG, "consent_version")
-
-        raw = values[9]
-        updated_at = self._date_times.get(raw) if raw.__class__ is str else None
-        if updated_at is None:
-            updated_at = self._timestamp(raw, "updated_at", self._date_times)
-
         return _new_record(
             record_id,
             person_id,
@@ -246,46 +293,71 @@ class RowParser:
         )
 
     def _timestamp(self, value: object, column: str, accepted: dict[str, datetime]) -> datetime | None:
-        """`_timestamp` for this parser's zone, remembering the answer for each text (the column only names a failure).
+        """A timestamp value in UTC; None when absent. Raises _Rejected(BAD_TIMESTAMP, `column`) for anything else.
 
-        `accepted` is the cache of the column's kind; the caller has already looked the text up there.
+        `accepted` is the cache of the column's kind (date-time only, or date allowed); the caller
+        has already looked the value up there, and a text's answer is kept in it. A text is
+        accepted when it matches the extended-format pattern `_DATE_TIME` and
+        `datetime.fromisoformat` reads it (fromisoformat alone reads more: week dates, the basic
+        format, any separator). The pattern is only run for a text whose shape (see
+        `_DIGITS_AS_NINES`) is not one of `_DATE_TIME_SHAPES`, each of which it is known to match;
+        a plain date is exactly the shape ``9999-99-99``. Other values (what a driver returns)
+        follow `_value_timestamp`.
         """
         dates_allowed = accepted is self._dates_allowed
-        if value.__class__ is not str:
-            return _timestamp(value, self.zone, column, dates_allowed=dates_allowed)
-        text: str = value
-        rejected = self._rejected.get((dates_allowed, text))
-        if rejected is None:
-            try:
-                moment = _timestamp(text, self.zone, column, dates_allowed=dates_allowed)
-            except _Rejected as failure:
-                rejected = failure
-                if len(self._rejected) >= TIMESTAMP_CACHE_SIZE:
-                    self._rejected.clear()
-                self._rejected[dates_allowed, text] = failure
+        if not isinstance(value, str):
+            return _value_timestamp(value, self._hours, column, dates_allowed=dates_allowed)
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            # (see _DIGITS_AS_NINES; a lone surrogate cannot be encoded: a ValueError, so a bad timestamp,
+            # as the ASCII-only pattern finds for any text with one)
+            shape = text.encode().translate(_DIGITS_AS_NINES)
+            if shape == _PLAIN_DATE_SHAPE:
+                if not dates_allowed:
+                    raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
+                moment = _end_of_day(date.fromisoformat(text), self.zone)
             else:
-                if moment is not None:  # None: blank, absent
-                    if len(accepted) >= TIMESTAMP_CACHE_SIZE:
-                        accepted.clear()
-                    accepted[text] = moment
-                return moment
-        raise _Rejected(rejected.reason, column)
+                moment = datetime.fromisoformat(text)
+                if shape not in _DATE_TIME_SHAPES and not _DATE_TIME.fullmatch(text):
+                    raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
+                tzinfo = moment.tzinfo
+                if tzinfo is None:
+                    moment = self._hours.wall_to_utc(moment)
+                elif tzinfo is not UTC:  # fromisoformat gives UTC itself for Z and +00:00: nothing to convert
+                    moment = moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column) from None
+        if value.__class__ is str:  # not a subclass, which might compare or hash differently
+            if len(accepted) >= TIMESTAMP_CACHE_SIZE:
+                accepted.clear()
+            accepted[value] = moment
+        return moment
 
 
 def _record_builder() -> Callable[..., ConsentRecord]:
     """A positional ConsentRecord constructor that fills the slots directly.
 
     ConsentRecord is a frozen, slotted dataclass: its generated __init__ sets each field through
-    object.__setattr__, which costs about as much as the rest of a row's parsing. Setting the
-    slots through their own descriptors builds the same object (equal, same fields) in half the
-    time. If the dataclass ever stops being exactly these slots, the ordinary constructor is used.
+    object.__setattr__, which costs about as much as the rest of a row's parsing. Instead the
+    builder fills an unfrozen class with exactly the same slots by plain attribute assignment, then
+    makes it a ConsentRecord by assigning ``__class__`` (Python allows that between classes of the
+    same layout: same base, same slots). The object is then a ConsentRecord like any other (equal,
+    same fields, same hash), built in a third of the constructor's time. If the dataclass ever
+    stops being exactly these slots, or the layouts stop matching, the ordinary constructor is used.
     """
     names = tuple(f.name for f in dataclasses.fields(ConsentRecord))
     plain = "__post_init__" not in vars(ConsentRecord) and getattr(ConsentRecord, "__slots__", ()) == names
     if names != _RECORD_FIELDS or not plain:
         return ConsentRecord
+    unfrozen = type("_UnfrozenConsentRecord", (), {"__slots__": names, "__module__": __name__})
     new = object.__new__
-    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9 = (getattr(ConsentRecord, name).__set__ for name in names)
+    probe: Any = new(unfrozen)
+    try:
+        probe.__class__ = ConsentRecord
+    except TypeError:  # the layouts differ after all
+        return ConsentRecord
 
     def build(  # noqa: PLR0917 - positional on purpose: this is the hot path of every read
         record_id: str,
@@ -299,18 +371,19 @@ def _record_builder() -> Callable[..., ConsentRecord]:
         consent_version: str | None,
         updated_at: datetime | None,
     ) -> ConsentRecord:
-        record: ConsentRecord = new(ConsentRecord)
-        s0(record, record_id)
-        s1(record, person_id)
-        s2(record, decision)
-        s3(record, informed)
-        s4(record, consented_by)
-        s5(record, recorded_at)
-        s6(record, expires_at)
-        s7(record, case_status)
-        s8(record, consent_version)
-        s9(record, updated_at)
-        return record
+        record: Any = new(unfrozen)
+        record.record_id = record_id
+        record.person_id = person_id
+        record.decision = decision
+        record.informed = informed
+        record.consented_by = consented_by
+        record.recorded_at = recorded_at
+        record.expires_at = expires_at
+        record.case_status = case_status
+        record.consent_version = consent_version
+        record.updated_at = updated_at
+        record.__class__ = ConsentRecord
+        return cast("ConsentRecord", record)
 
     return build
 
@@ -375,40 +448,71 @@ def _boolean(value: object) -> bool | None:
     return flag
 
 
-def _timestamp(value: object, zone: ZoneInfo, column: str, *, dates_allowed: bool) -> datetime | None:
-    """A timestamp value in UTC; None when absent. Raises _Rejected(BAD_TIMESTAMP) for anything else.
+def _value_timestamp(value: object, hours: _Hours, column: str, *, dates_allowed: bool) -> datetime | None:
+    """A timestamp value that is not text in UTC; None when absent. Raises _Rejected(BAD_TIMESTAMP) for anything else.
 
-    For text, `datetime.fromisoformat` goes first (cheap, and it fails fast on most garbage); what it
-    accepts is then held to the stricter extended-format pattern, so the accepted set is exactly
-    "matches the pattern and fromisoformat reads it". A plain date has exactly ten characters.
+    A datetime is converted (a naive one is wall-clock time in the zone); a date is accepted only
+    where dates are allowed, as the end of that day.
     """
     if value is None:
         return None
     try:
-        if isinstance(value, str):
-            text = value.strip()
-            if not text:
-                return None
-            if len(text) == _DATE_LENGTH and _DATE.fullmatch(text):
-                if dates_allowed:
-                    return _end_of_day(date.fromisoformat(text), zone)
-                raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
-            moment = datetime.fromisoformat(text)
-            if _DATE_TIME.fullmatch(text):
-                return _to_utc(moment, zone)
-        elif isinstance(value, datetime):
-            return _to_utc(value, zone)
-        elif isinstance(value, date) and dates_allowed:
-            return _end_of_day(value, zone)
+        if isinstance(value, datetime):
+            return hours.wall_to_utc(value) if value.utcoffset() is None else value.astimezone(UTC)
+        if isinstance(value, date) and dates_allowed:
+            return _end_of_day(value, hours.zone)
     except (ValueError, OverflowError):
         pass
     raise _Rejected(QuarantineReason.BAD_TIMESTAMP, column)
 
 
-def _to_utc(moment: datetime, zone: ZoneInfo) -> datetime:
-    if moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=zone, fold=0)
-    return moment.astimezone(UTC)
+class _Hours:
+    """Converts datetimes to UTC, naive ones as wall-clock time in `zone` (fold=0), by the hour.
+
+    ``moment.replace(tzinfo=zone, fold=0).astimezone(UTC)`` costs over a microsecond, mostly the
+    zone's offset lookup. Within a wall-clock hour whose offset is the same throughout, a naive
+    moment is the hour's start in UTC plus the time since the start, so the zone is asked once per
+    hour. An hour counts as uniform when its first and last microsecond have the same offset with
+    both folds: a single transition inside the hour makes the two ends differ, and no zone has two
+    transitions less than days apart (tests/core/test_timestamp_shapes.py checks every installed
+    zone). Any other hour, one whose start lies outside the datetime range in UTC, and datetime
+    subclasses (which the exact conversion keeps as their class) take the exact conversion.
+    """
+
+    __slots__ = ("_starts", "zone")
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        # (year, month, day, hour) -> (the hour's start, naive; the same in UTC), or () when not uniform.
+        self._starts: dict[tuple[int, int, int, int], tuple[datetime, datetime] | tuple[()]] = {}
+
+    def wall_to_utc(self, moment: datetime) -> datetime:
+        """A naive `moment` (no offset), read as wall-clock time in the zone with fold=0, in UTC."""
+        if moment.__class__ is datetime and moment.tzinfo is None:
+            key = (moment.year, moment.month, moment.day, moment.hour)
+            hour = self._starts.get(key)
+            if hour is None:
+                hour = self._hour(key)
+            if hour:
+                start, start_utc = hour
+                return start_utc + (moment - start)
+        return moment.replace(tzinfo=self.zone, fold=0).astimezone(UTC)
+
+    def _hour(self, key: tuple[int, int, int, int]) -> tuple[datetime, datetime] | tuple[()]:
+        """The hour's start (naive and in UTC) when its offset is uniform, else (); remembered either way."""
+        start = datetime(*key)
+        end = start.replace(minute=59, second=59, microsecond=999999)
+        zone = self.zone
+        offsets = {moment.replace(tzinfo=zone, fold=fold).utcoffset() for moment in (start, end) for fold in (0, 1)}
+        hour: tuple[datetime, datetime] | tuple[()] = ()
+        if len(offsets) == 1:
+            # When the start is out of range in UTC (later moments of the hour may not be), the hour stays ().
+            with contextlib.suppress(OverflowError):
+                hour = (start, start.replace(tzinfo=zone).astimezone(UTC))
+        if len(self._starts) >= TIMESTAMP_CACHE_SIZE:
+            self._starts.clear()
+        self._starts[key] = hour
+        return hour
 
 
 def _end_of_day(day: date, zone: ZoneInfo) -> datetime:

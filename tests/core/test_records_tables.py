@@ -114,3 +114,15 @@ def test_the_builder_falls_back_to_the_constructor_when_the_dataclass_validates(
     """A ConsentRecord with a __post_init__ (validation the slots would skip) gets the ordinary constructor."""
     monkeypatch.setattr(ConsentRecord, "__post_init__", lambda self: None, raising=False)
     assert records._record_builder() is ConsentRecord
+
+
+def test_the_builder_falls_back_to_the_constructor_when_the_layouts_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same fields and slots, but a base with a slot of its own: no __class__ assignment, the ordinary constructor."""
+
+    class Extra:
+        __slots__ = ("extra",)
+
+    fields = [(field.name, field.type) for field in dataclasses.fields(ConsentRecord)]
+    wider = dataclasses.make_dataclass("Wider", fields, bases=(Extra,), frozen=True, slots=True)
+    monkeypatch.setattr(records, "ConsentRecord", wider)
+    assert records._record_builder() is wider
