@@ -14,9 +14,15 @@ Rows = list[tuple[str, int]]
 
 
 def digests_of(rows: Rows) -> PersonDigests:
+    """Digests as the sources make them: each row's hash is Python's hash of a tuple of texts.
+
+    The row's values are texts, as in the sources: a tuple of small ints hashes almost linearly in
+    them (CPython's tuple hash adds each item's hash before rotating and multiplying), so rows 0 and
+    5 could sum to the same digest as rows 2 and 3, which texts' randomised hashes never do.
+    """
     built = PersonDigests()
     for person, row in rows:
-        built.add(person, hash(("row", row)))
+        built.add(person, hash(("row", f"value {row}")))
     return built
 
 
