@@ -2,7 +2,8 @@
 
 Reads `mutmut results --all true` and scripts/mutation-equivalent.txt (one mutant name per line, then
 its reason; `#` starts a comment). A score is killed / (mutants - equivalent - not run); a timeout
-counts as killed (the mutant made the tests hang, which the suite's timeout catches). Exits 1 when a
+counts as killed (the mutant made the tests hang, which the suite's timeout catches), and so does a
+crash of the test process (mutmut's "segfault": a mutant that, say, grows a table without end). Exits 1 when a
 listed equivalent was run and is no longer a survivor, or no longer exists (the list is stale: the
 code or the tests moved), or when a file is below the target. A listed mutant a partial run did not
 run (`scripts/mutation core`, a name pattern) says nothing either way.
@@ -64,8 +65,8 @@ def main() -> int:
     for module in sorted(counts):
         c = counts[module]
         unrun = sum(c[status] for status in _UNRUN)
-        killed = c["killed"] + c["timeout"]
-        scored = killed + c["survived"] + c["suspicious"] + c["segfault"]
+        killed = c["killed"] + c["timeout"] + c["segfault"]
+        scored = killed + c["survived"] + c["suspicious"]
         score = killed / scored if scored else 1.0
         if score < TARGET:
             failing.append(module)
