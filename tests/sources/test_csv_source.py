@@ -171,6 +171,21 @@ def test_not_utf8_is_a_source_error_with_line(tmp_path: Path) -> None:
     assert "not valid UTF-8 (line 3)" in str(read_error(path))
 
 
+def test_a_character_cut_off_at_the_end_of_the_file_is_a_source_error_with_line(tmp_path: Path) -> None:
+    """Each line is decoded on its own: a multi-byte character cut short by the end of the file names the last line."""
+    path = write_csv(tmp_path / "c.csv", [make_row("r1", "P1"), make_row("r2", "P2", notes="caf\u00e9")])
+    data = path.read_bytes().rstrip(b"\r\n")
+    path.write_bytes(data[: data.index(b"\xc3\xa9") + 1])
+    assert "not valid UTF-8 (line 3)" in str(read_error(path))
+
+
+def test_a_byte_order_mark_counts_only_at_the_start(tmp_path: Path) -> None:
+    """A BOM inside the file is a character of its cell (here of a record id), not something to skip."""
+    path = write_csv(tmp_path / "c.csv", [make_row("r1", "P1"), make_row("\ufeffr2", "P2")])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert [item.record_id for item in CsvConsentSource(path).read_all(NOW)] == ["r1", "\ufeffr2"]
+
+
 def test_missing_required_header_is_a_source_error(tmp_path: Path) -> None:
     """A required column missing from the header fails the read, naming the column."""
     header = [name for name in CONTRACT if name != "case_status"] + ["name"]

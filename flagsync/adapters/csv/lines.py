@@ -117,16 +117,27 @@ class RecordReader:
                 )
             yield start, fields
 
-    def lines(self, binary: Iterable[bytes], hasher: Hasher, *, bom: bool = True) -> Iterator[str]:
-        """Decode line by line, so a decoding error names its line; feed every byte to `hasher`."""
-        decoder = codecs.getincrementaldecoder("utf-8-sig" if bom else "utf-8")(errors="strict")
+    def lines(
+        self, binary: Iterable[bytes], hasher: Hasher, *, bom: bool = True, counter: LineFeed | None = None
+    ) -> Iterator[str]:
+        """Decode line by line, so a decoding error names its line; feed every byte to `hasher` (and count it in `counter`).
+
+        Each line is decoded on its own: UTF-8 never splits a character across lines (no byte of a
+        multi-byte character is a newline), so this reads exactly what decoding the whole file would.
+        Only the first line may begin with a byte order mark. One generator does all of it: this
+        runs for every line of every read.
+        """
         number = 0
+        update = hasher.update
+        encoding = "utf-8-sig" if bom else "utf-8"
         try:
             for raw in binary:
                 number += 1
-                hasher.update(raw)
-                yield decoder.decode(raw)
-            decoder.decode(b"", final=True)
+                if counter is not None:
+                    counter.consumed += len(raw)
+                update(raw)
+                yield raw.decode(encoding)
+                encoding = "utf-8"
         except UnicodeDecodeError:
             raise SourceError(f"the consent CSV file {self._path} is not valid UTF-8 (line {max(number, 1)})") from None
         except OSError as exc:
@@ -174,12 +185,7 @@ class LineFeed:
 
     def __init__(self, reader: RecordReader, binary: BufferedReader, hasher: Hasher, *, bom: bool = True) -> None:
         self.consumed = binary.tell()
-        self._lines = reader.lines(self._counted(binary), hasher, bom=bom)
-
-    def _counted(self, binary: BufferedReader) -> Iterator[bytes]:
-        for raw in binary:
-            self.consumed += len(raw)
-            yield raw
+        self._lines = reader.lines(binary, hasher, bom=bom, counter=self)
 
     def __iter__(self) -> Iterator[str]:
         return self._lines
