@@ -9,6 +9,7 @@ file must spell the value exactly. `Settings(...)` reads nothing but its argumen
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -214,6 +215,9 @@ class SourceSettings(_Section):
     def _check_kind(self) -> SourceSettings:
         if self.kind == "csv" and self.path is None:
             raise _rule_errors("SourceSettings", [("path", "csv_path", "required when source.kind is 'csv'")])
+        index, csv_file = self.index_path, self.path
+        if index is not None and csv_file is not None and os.path.abspath(index) == os.path.abspath(csv_file):
+            raise _rule_errors("SourceSettings", [("index_path", "index_is_source", "must not be the consent CSV file itself")])
         return self
 
 

@@ -682,3 +682,9 @@ def test_a_csv_source_saves_its_person_index_beside_a_sqlite_state_file(load: Lo
     assert saved_person_index(load(env=keyless, required=())) is None
     other_key = saved_person_index(load(env={**csv_source, "FLAGSYNC_AUDIT__HMAC_KEY": GOOD_KEY + "-2"}))
     assert beside.person_hash("P1") != other_key.person_hash("P1")  # type: ignore[union-attr]
+
+
+def test_the_index_path_must_not_be_the_consent_file(load: Loader, workdir: Path) -> None:
+    env = {**required_env(), "FLAGSYNC_SOURCE__KIND": "csv", "FLAGSYNC_SOURCE__PATH": str(workdir / "c.csv")}
+    message = config_error(lambda: load(env={**env, "FLAGSYNC_SOURCE__INDEX_PATH": str(workdir / "." / "c.csv")}))
+    assert "source.index_path" in message and "consent CSV file itself" in message

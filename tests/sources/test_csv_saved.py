@@ -300,6 +300,22 @@ def test_a_failed_save_is_logged_and_reads_go_on(tmp_path: Path) -> None:
     assert decisions(list(new_process(path, saved).read_person("P2", NOW))) == [("r2", "granted")]
 
 
+def test_a_path_holding_another_file_is_never_overwritten(tmp_path: Path) -> None:
+    """An index path naming the consent file (or the state database) by mistake: the file stays as it was."""
+    path = write_csv(tmp_path / "c.csv", rows_for(3))
+    before = path.read_bytes()
+    source = new_process(path, SavedIndex(path, KEY, "k1"))
+    with capture_logs() as logged:
+        assert decisions(list(source.read_person("P1", NOW))) == [("r1", "granted")]
+        source.close()
+    assert path.read_bytes() == before
+    assert {"event": "source.index_not_saved", "error": "NotAnIndexError", "log_level": "warning"} in logged
+    empty = tmp_path / "empty"
+    empty.touch()
+    build_and_save(path, SavedIndex(empty, KEY, "k1"))  # an empty file may be written (as a missing one)
+    assert empty.stat().st_size > 0
+
+
 def test_close_waits_for_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_csv(tmp_path / "c.csv", rows_for(3))
     saved = saved_at(tmp_path)

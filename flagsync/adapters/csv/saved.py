@@ -66,6 +66,10 @@ _MAC_SIZE = 32
 _STALE_TEMPORARY_SECONDS = 600
 
 
+class NotAnIndexError(OSError):
+    """The configured index path holds a file that is not a saved person index: it is never overwritten."""
+
+
 def derive_index_key(pseudonym_key: bytes) -> bytes:
     """The key of the saved index's hashes and MAC: HMAC-SHA256 of `INDEX_KEY_LABEL` under the pseudonym key."""
     return hmac.new(pseudonym_key, INDEX_KEY_LABEL, hashlib.sha256).digest()
@@ -120,9 +124,20 @@ class SavedIndex:
         return int.from_bytes(hasher.digest(), sys.byteorder)
 
     def save(self, index: PersonIndex) -> None:
-        """Write `index` (which the identity alone must already be trusted for) in place of any saved one; raises OSError."""
+        """Write `index` (which the identity alone must already be trusted for) in place of any saved one; raises OSError.
+
+        Replaces only a saved index (or an empty file): a path that holds anything else, say the consent
+        file itself or the state database named by mistake, raises NotAnIndexError and is left as it is.
+        """
         if index.racy_until_ns:
             raise ValueError("only an index trusted by identity alone may be saved")
+        try:
+            with self.path.open("rb") as existing:
+                start = existing.read(len(_MAGIC))
+        except FileNotFoundError:
+            start = _MAGIC
+        if start not in {_MAGIC, b""}:
+            raise NotAnIndexError(self.path)
         hashes = array("I", map(self.short_hash, index.people.encoded_keys()))
         people = array("I", sorted(range(len(hashes)), key=hashes.__getitem__))
         header = json.dumps(
