@@ -203,13 +203,15 @@ class CsvConsentSource:
         apply_field_limit()
         for _ in range(2):
             try:
-                with self._index_lock:
-                    index = self._index if self._index is not None and self._still_valid(self._index) else None
-                if index is None:
-                    lookup = self._saved_lookup()
-                    if lookup is not None:
-                        return self._read_saved(person_id, now, lookup)
-                    index = self._current_index()
+                with self._index_lock:  # one validity check: inside the racy window it hashes the file
+                    held = self._index
+                    index = held if held is not None and self._still_valid(held) else None
+                    lookup = self._saved_lookup() if index is None else None
+                    if index is None and lookup is None:
+                        index = self._replace_index_locked(held)
+                if lookup is not None:
+                    return self._read_saved(person_id, now, lookup)
+                assert index is not None
                 rows = [(index.offsets[row], index.repeated[row] == 1) for row in index.rows(person_id)]
                 return self._read_rows(person_id, now, identity=index.identity, header=index.header, rows=rows)
             except _Stale:
@@ -306,16 +308,16 @@ class CsvConsentSource:
     # ------------------------------------------------------------------------------------------
     # Keeping the index current
 
-    def _current_index(self) -> PersonIndex:
-        """The index of the file as it is now: the one kept if still valid, else a new one."""
-        with self._index_lock:
-            return self._current_index_locked()
-
     def _current_index_locked(self) -> PersonIndex:
+        """The index of the file as it is now: the one kept if still valid, else a new one (the caller holds the lock)."""
         index = self._index
         if index is not None and self._still_valid(index):
             return index
-        extended = self._extended_index(index) if index is not None else None
+        return self._replace_index_locked(index)
+
+    def _replace_index_locked(self, old: PersonIndex | None) -> PersonIndex:
+        """A new index of the file in place of `old` (no longer valid, or None): `old` extended by appended rows, else built."""
+        extended = self._extended_index(old) if old is not None else None
         index = extended if extended is not None else self._build_index()
         self._index = index
         if self._saver is not None and not index.racy_until_ns:
