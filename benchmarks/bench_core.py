@@ -18,7 +18,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -35,30 +35,6 @@ from flagsync.core.records import RowParser, parse_record
 ZONE = ZoneInfo("Europe/London")
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 FOLD_LIMIT = 100.0  # bytes per person
-BASE = datetime(2025, 6, 1, 9, 30, tzinfo=UTC)
-
-
-def rows(count: int, *, distinct: bool) -> list[dict[str, object]]:
-    """Contract rows as text, one per person, 10% granted; timestamps repeated or distinct per row."""
-    out: list[dict[str, object]] = []
-    for n in range(count):
-        granted = n % 10 == 0
-        moment = BASE - timedelta(seconds=n) if distinct else BASE
-        out.append(
-            {
-                "record_id": f"CR-{n:08d}",
-                "person_id": benchlib.person_id(n),
-                "decision": "granted" if granted else "refused",
-                "informed": "yes" if granted else "no",
-                "consented_by": "parent" if granted else None,
-                "recorded_at": moment.isoformat(),
-                "expires_at": "2030-12-31",
-                "case_status": "open",
-                "consent_version": "v2",
-                "updated_at": (moment + timedelta(microseconds=n)).isoformat(timespec="microseconds"),
-            }
-        )
-    return out
 
 
 def best_of(runs: int, work: Callable[[], int]) -> tuple[float, int]:
@@ -97,7 +73,7 @@ def drain(items: Iterator[SourceItem]) -> int:
 
 
 def fold_memory(figures: Figures, people: int) -> None:
-    batch = rows(people, distinct=True)
+    batch = benchlib.contract_rows(people, distinct=True)
     items = (parse_record(row, now=NOW, zone=ZONE) for row in batch)
     gc.collect()
     tracemalloc.start()
@@ -122,7 +98,7 @@ def run(figures: Figures, *, quick: bool = False) -> None:
     for line in benchlib.machine_lines():
         print(f"  {line}")
     for distinct in (False, True):
-        batch = rows(count, distinct=distinct)
+        batch = benchlib.contract_rows(count, distinct=distinct)
         seconds, parsed = best_of(3, lambda batch=batch: parse_all(batch))
         name = "distinct_timestamps" if distinct else "repeated_timestamps"
         figures.add(f"core.parse_record_{name}", parsed / seconds, "rows/s")

@@ -5,7 +5,7 @@
 
 Each side runs in its own process with that checkout first on `sys.path` (the same interpreter and
 libraries), one after the other, pair by pair: `parse_record` over 100,000 rows with repeated and
-with distinct timestamps (the rows of `bench_core.py`), and the SQL and CSV sources' `read_all` over
+with distinct timestamps (`benchlib.contract_rows`, as `bench_core.py`), and the SQL and CSV sources' `read_all` over
 the same 100,000 rows (SQLite table and CSV export from `benchlib`); each figure the least CPU
 time of three runs. Prints each pair's ratio and the median per figure. The measuring half uses
 only what both versions share (`parse_record`, the sources' constructors and `read_all`).
@@ -23,40 +23,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+import benchlib  # noqa: E402 - after its directory; it imports no flagsync, so either checkout's side can use it
+
 ROWS = 100_000
 ZONE = ZoneInfo("Europe/London")
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
-BASE = datetime(2025, 6, 1, 9, 30, tzinfo=UTC)
 TARGET = 3.0
-
-
-def _rows(count: int, *, distinct: bool) -> list[dict[str, object]]:
-    """As `bench_core.rows`: contract rows as text, one per person, 10% granted."""
-    out: list[dict[str, object]] = []
-    for n in range(count):
-        granted = n % 10 == 0
-        moment = BASE - timedelta(seconds=n) if distinct else BASE
-        out.append(
-            {
-                "record_id": f"CR-{n:08d}",
-                "person_id": f"P{n:07d}",
-                "decision": "granted" if granted else "refused",
-                "informed": "yes" if granted else "no",
-                "consented_by": "parent" if granted else None,
-                "recorded_at": moment.isoformat(),
-                "expires_at": "2030-12-31",
-                "case_status": "open",
-                "consent_version": "v2",
-                "updated_at": (moment + timedelta(microseconds=n)).isoformat(timespec="microseconds"),
-            }
-        )
-    return out
 
 
 def _least_cpu(work: Callable[[], int], runs: int = 3) -> tuple[float, int]:
@@ -82,7 +61,7 @@ def measure(data: Path) -> dict[str, float]:
 
     figures: dict[str, float] = {}
     for distinct in (False, True):
-        batch = _rows(ROWS, distinct=distinct)
+        batch = benchlib.contract_rows(ROWS, distinct=distinct)
 
         def parse_all(batch: list[dict[str, object]] = batch) -> int:
             for row in batch:
@@ -120,9 +99,6 @@ def main() -> int:
         return 0
     if args.before is None:
         parser.error("--before CHECKOUT is required")
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import benchlib  # noqa: PLC0415 - only the driver writes the data
-
     for line in benchlib.machine_lines():
         print(f"  {line}")
     with tempfile.TemporaryDirectory(prefix="flagsync-parse-pairs-") as tmp:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +257,31 @@ def stamp(moment: datetime | None = None) -> str:
 
 
 BASE_TIME = stamp(datetime(2025, 6, 1, 9, 30, tzinfo=UTC))
+_ROWS_BASE = datetime(2025, 6, 1, 9, 30, tzinfo=UTC)
+
+
+def contract_rows(count: int, *, distinct: bool) -> list[dict[str, object]]:
+    """In-memory contract rows as text (as a SQLite driver returns them), one per person, 10% granted; timestamps repeated
+    or distinct per row (the parsing benchmarks' rows; no flagsync import, so any checkout can parse them)."""
+    out: list[dict[str, object]] = []
+    for n in range(count):
+        granted = n % 10 == 0
+        moment = _ROWS_BASE - timedelta(seconds=n) if distinct else _ROWS_BASE
+        out.append(
+            {
+                "record_id": f"CR-{n:08d}",
+                "person_id": person_id(n),
+                "decision": "granted" if granted else "refused",
+                "informed": "yes" if granted else "no",
+                "consented_by": "parent" if granted else None,
+                "recorded_at": moment.isoformat(),
+                "expires_at": "2030-12-31",
+                "case_status": "open",
+                "consent_version": "v2",
+                "updated_at": (moment + timedelta(microseconds=n)).isoformat(timespec="microseconds"),
+            }
+        )
+    return out
 
 
 def create_consent_db(path: Path, people: int, granted: Iterable[int] | None = None, *, records: int | None = None) -> None:
