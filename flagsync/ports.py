@@ -5,6 +5,7 @@ Adapters in `flagsync.adapters` implement them; `flagsync.bootstrap` wires the c
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -85,8 +86,11 @@ class FlagGateway(Protocol):
     person.
     """
 
-    def list_flags(self) -> list[Flag]:
-        """Every active flag of ours, complete, or an exception: never a partial list."""
+    def list_flags(self, *, cancel: threading.Event | None = None) -> list[Flag]:
+        """Every active flag of ours, complete, or an exception: never a partial list.
+
+        Once `cancel` is set the listing stops before its next page and raises `RunInterrupted`.
+        """
         ...
 
     def person_flags(self, person_id: str) -> list[Flag]:

@@ -11,7 +11,7 @@ from typing import Literal, TypeVar
 from flagsync.adapters.one import wire
 from flagsync.adapters.one.wire import PERSON_INVOLVEMENTS
 from flagsync.core.model import Flag
-from flagsync.errors import ContractViolation, PersonIssue, PersonUnavailable, RemoteError
+from flagsync.errors import ContractViolation, PersonIssue, PersonUnavailable, RemoteError, RunInterrupted
 from flagsync.ports import CreateOutcome, PageProbe
 
 PersonState = Literal["active", "archived", "restricted", "merged"]
@@ -89,9 +89,11 @@ class InMemoryFlagGateway:
 
     # ---- the FlagGateway protocol
 
-    def list_flags(self) -> list[Flag]:
+    def list_flags(self, *, cancel: threading.Event | None = None) -> list[Flag]:
         with self._lock:
             fault = self._begin("list_flags")
+            if cancel is not None and cancel.is_set():
+                raise RunInterrupted("the listing was cancelled")
             return self._finish(fault, self.flags())
 
     def person_flags(self, person_id: str) -> list[Flag]:

@@ -33,6 +33,7 @@ from flagsync.errors import (
     PersonUnavailable,
     RemoteError,
     RetriableRemoteError,
+    RunInterrupted,
 )
 from flagsync.ports import CreateOutcome, NoTelemetry, PageProbe
 
@@ -461,6 +462,21 @@ def test_listing_follows_pages_and_keeps_only_well_formed_flags_of_ours(
     assert sum(event["count"] for event in skipped if event["reason"] == "not_ours_or_inactive") == 3
     assert sum(event["count"] for event in skipped if event["reason"] == "malformed") == 1
     assert "bad id" not in log_buffer.getvalue()
+
+
+def test_a_cancelled_listing_stops_before_its_next_page(rsps: responses.RequestsMock, gateway: HttpFlagGateway) -> None:
+    """Once `cancel` is set the listing asks One for no further page and raises RunInterrupted, not a partial list."""
+    add_token(rsps)
+    cancel = threading.Event()
+
+    def first_page(request: Any) -> tuple[int, dict[str, str], str]:
+        cancel.set()  # the run gave up on the listing while this page was on its way
+        return 200, {"Content-Type": "application/json"}, json.dumps({"items": [item("INV-1", "P1")], "nextPageToken": "t1"})
+
+    rsps.add_callback(responses.GET, LIST_URL, callback=first_page, match=[page_query()])
+    with pytest.raises(RunInterrupted, match="cancelled"):
+        gateway.list_flags(cancel=cancel)
+    assert [call.request.url for call in rsps.calls if "pageToken" in (call.request.url or "")] == []
 
 
 def test_listing_uses_the_configured_page_size(

@@ -242,6 +242,32 @@ def test_ids_are_ordered_by_their_numbers() -> None:
     assert id_order("INV-000041") < id_order("INV-000042")
 
 
+@pytest.mark.parametrize(
+    ("odd_id", "kept"),
+    [("INV-1\u00b2", ["P1", "P2", "P3"]), ("9" * 5000, ["P1", "P3"]), ("INV-\u0663" + "1" * 4400, ["P1", "P3"])],
+)
+def test_an_odd_involvement_id_in_a_listing_is_not_a_crash(
+    rsps: responses.RequestsMock, gateway: HttpFlagGateway, odd_id: str, kept: list[str]
+) -> None:
+    """A superscript digit after a number is just text; a number too long for int() is a malformed (over-long) id."""
+    add_token(rsps)
+    items = [item("INV-000001", "P1"), item(odd_id, "P2"), item("INV-000003", "P3")]
+    rsps.get(LIST_URL, json={"items": items}, match=[page_query()])
+    assert sorted(flag.person_id for flag in gateway.list_flags()) == kept
+
+
+def test_id_order_takes_only_the_matched_numbers_as_numbers() -> None:
+    """The parts between the numbers stay text, whatever str.isdigit() thinks of them (a superscript two)."""
+    assert id_order("INV-1\u00b2") == ((1, "INV-"), (0, 1), (1, "\u00b2"))
+    assert id_order("12AB") == ((0, 12), (1, "AB"))
+    assert id_order("INV-\u0663") == ((1, "INV-"), (0, 3))  # an Arabic-Indic three is a decimal digit
+
+
+def test_the_only_printable_whitespace_is_the_space() -> None:
+    """`is_valid_involvement_id` relies on this: isprintable() and no ' ' means no whitespace at all."""
+    assert [c for c in range(0x110000) if chr(c).isspace() and chr(c).isprintable()] == [0x20]
+
+
 def test_an_endless_stream_of_fresh_page_tokens_fails_at_the_page_cap(
     rsps: responses.RequestsMock, make_gateway: Callable[..., HttpFlagGateway]
 ) -> None:

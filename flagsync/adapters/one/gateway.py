@@ -32,7 +32,7 @@ from flagsync.adapters.one.pacer import Pacer
 from flagsync.adapters.one.tokens import TokenCache
 from flagsync.adapters.one.transport import Request, Transport
 from flagsync.core.model import Flag
-from flagsync.errors import FatalRemoteError, RemoteError, RetriableRemoteError
+from flagsync.errors import FatalRemoteError, RemoteError, RetriableRemoteError, RunInterrupted
 from flagsync.ports import CreateOutcome, PageProbe, Telemetry
 
 log = structlog.get_logger("flagsync.one")
@@ -97,11 +97,11 @@ class HttpFlagGateway:
 
     # ---- the FlagGateway protocol
 
-    def list_flags(self) -> list[Flag]:
+    def list_flags(self, *, cancel: threading.Event | None = None) -> list[Flag]:
         """Every active flag of ours, complete; an expired page token restarts the listing (a bounded number of times)."""
         for restart in range(self._listing_restarts + 1):
             try:
-                return self._list_all()
+                return self._list_all(cancel)
             except FatalRemoteError as exc:
                 if exc.code != wire.INVALID_PAGE_TOKEN:
                     raise
@@ -172,7 +172,7 @@ class HttpFlagGateway:
 
     # ---- calls
 
-    def _list_all(self) -> list[Flag]:
+    def _list_all(self, cancel: threading.Event | None) -> list[Flag]:
         """One complete pass over the listing, checked as it goes: ids keep increasing, pages and time are bounded."""
         flags: list[Flag] = []
         seen_tokens: set[str] = set()
@@ -180,10 +180,12 @@ class HttpFlagGateway:
         last_id: tuple[tuple[int, int | str], ...] | None = None
         deadline = self._clock() + self._listing_deadline
         for _ in range(self._max_listing_pages):
+            if cancel is not None and cancel.is_set():
+                raise RunInterrupted(f"the listing on {wire.INVOLVEMENTS} was cancelled")
             items, page_token = self._page(self._page_size, page_token)
             for item in items:
                 involvement_id = item.get("id") if isinstance(item, dict) else None
-                if isinstance(involvement_id, str):
+                if wire.is_valid_involvement_id(involvement_id):  # a malformed id is dropped below, unordered
                     # The contract orders the listing by id, across pages: an id that does not follow the
                     # last one means pages overlap, repeat or come out of order, so the view is not trustworthy.
                     key = wire.id_order(involvement_id)

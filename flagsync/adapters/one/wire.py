@@ -138,7 +138,7 @@ def is_valid_involvement_id(value: object) -> TypeGuard[str]:
         and 0 < len(value) <= MAX_INVOLVEMENT_ID_LENGTH
         and value not in (".", "..")
         and value.isprintable()
-        and not any(ch.isspace() for ch in value)
+        and " " not in value  # the space is the only whitespace character that is printable
     )
 
 
@@ -158,8 +158,14 @@ def etag_version(value: str | None) -> int | None:
 
 
 def id_order(involvement_id: str) -> tuple[tuple[int, int | str], ...]:
-    """A sort key for involvement ids that orders their numbers as numbers (INV-999999 before INV-1000000)."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in _DIGITS.split(involvement_id) if part)
+    """A sort key for involvement ids that orders their numbers as numbers (INV-999999 before INV-1000000).
+
+    The split puts the runs of decimal digits at the odd positions; only those are numbers (a
+    superscript two passes str.isdigit() but is not one). For a well-formed id (at most
+    MAX_INVOLVEMENT_ID_LENGTH characters) every number is within int()'s limit on digits.
+    """
+    parts = _DIGITS.split(involvement_id)
+    return tuple((0, int(part)) if n % 2 else (1, part) for n, part in enumerate(parts) if part)
 
 
 def is_ours(item: Mapping[str, Any]) -> bool:
