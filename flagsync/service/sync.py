@@ -32,6 +32,7 @@ from flagsync.core.schedule import settled_removals
 from flagsync.errors import ContractViolation, FlagsyncError, PersonUnavailable, RemoteError, RunInterrupted
 from flagsync.ports import AuditEntry, ConsentSource, CreateOutcome, FlagGateway, NoTelemetry, RunFence, StateStore, Telemetry
 from flagsync.service.audit import MAX_UNAUDITED, AuditBuffer
+from flagsync.service.listing import ListingAhead
 from flagsync.service.report import ChangeResult, Phase, ProgressFn, RunReport, SourceSurvey
 from flagsync.service.writers import NO_FENCE, run_bounded
 
@@ -80,8 +81,10 @@ class SyncService:
         """Read both sides and return the plan; writes nothing. Raises SourceError / RemoteError."""
         now = self._clock()
         if person_ids is None:
-            gathered = self._gather(self._source.read_all(now), progress)
-            current = self._list_all(progress)
+            # One is listed while the source is read (`ListingAhead`); planning waits for both, complete.
+            with ListingAhead(self._gateway) as listing:
+                gathered = self._gather(self._source.read_all(now), progress)
+                current = self._list_all(progress, listing)
         else:
             gathered, current = self._read_people(person_ids, now)
         return build_plan(
@@ -119,10 +122,10 @@ class SyncService:
             progress(Phase.READ_SOURCE, count, count)
         return gatherer.result()
 
-    def _list_all(self, progress: ProgressFn | None) -> list[Flag]:
+    def _list_all(self, progress: ProgressFn | None, listing: ListingAhead) -> list[Flag]:
         if progress is not None:
             progress(Phase.LIST_ONE, 0, None)
-        flags = self._gateway.list_flags()
+        flags = listing.result(self.stop_event)
         if progress is not None:
             progress(Phase.LIST_ONE, len(flags), len(flags))
         self._telemetry.flags_in_one(len(flags))

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 
 from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.state import SqlStateStore
-from flagsync.core.model import Decision, QuarantinedRecord, QuarantineReason, Rules, RunOutcome, RunTrigger, SourceItem
+from flagsync.core.model import Decision, Flag, QuarantinedRecord, QuarantineReason, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.errors import ContractViolation, RetriableRemoteError, RunInProgressError, StateError
 from flagsync.ports import AuditEntry, CreateOutcome
@@ -169,6 +171,87 @@ def test_failed_listing_removes_nothing(one: InMemoryFlagGateway, state: SqlStat
     report = service.sync(trigger=RunTrigger.OPERATOR)
     assert report.outcome is RunOutcome.ERROR
     assert one.flags() == []
+
+
+class HeldListing(InMemoryFlagGateway):
+    """A One whose listing waits (at most 5 s) until the run cancels it or the test releases it, noting what it saw."""
+
+    def __init__(self) -> None:
+        super().__init__(any_person=True)
+        self.listing_started = threading.Event()
+        self.release = threading.Event()
+        self.listed = threading.Event()
+        self.cancelled: bool | None = None
+        self.context: dict[str, object] = {}
+
+    def list_flags(self, *, cancel: threading.Event | None = None) -> list[Flag]:
+        self.context = structlog.contextvars.get_contextvars()
+        self.listing_started.set()
+        assert cancel is not None
+        deadline = time.monotonic() + 5
+        while not (cancel.is_set() or self.release.is_set()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.cancelled = cancel.is_set()
+        try:
+            return super().list_flags(cancel=cancel)
+        finally:
+            self.listed.set()
+
+
+class ReadAfterListingStarts(ListSource):
+    """A source whose read waits (at most 5 s) for One's listing to start, and notes whether it did."""
+
+    def __init__(self, items: list[SourceItem], one: HeldListing) -> None:
+        super().__init__(items)
+        self.one = one
+        self.listing_had_started: bool | None = None
+
+    def read_all(self, now: datetime) -> Iterator[SourceItem]:
+        self.listing_had_started = self.one.listing_started.wait(5)
+        self.one.release.set()
+        yield from super().read_all(now)
+
+
+def test_one_is_listed_while_the_source_is_read(state: SqlStateStore, tmp_path: Path) -> None:
+    """A full run lists One in a thread during the read, with the run's context (run id)."""
+    one = HeldListing()
+    source = ReadAfterListingStarts([grant("P1")], one)
+    report = make_service(source, one, state, tmp_path).sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.CONVERGED
+    assert source.listing_had_started is True
+    assert one.cancelled is False
+    assert one.context.get("run_id") == report.run_id
+    assert [f.person_id for f in one.flags()] == ["P1"]
+
+
+def test_a_failed_read_cancels_the_listing_and_writes_nothing(state: SqlStateStore, tmp_path: Path) -> None:
+    """The read breaks while One is being listed: the run is an ERROR at once and the listing stops, unused."""
+    one = HeldListing()
+    one.add_flag_by_hand("P1")
+    source = ListSource([grant("P2"), grant("P3")])
+    source.fail_after = 1
+    report = make_service(source, one, state, tmp_path).sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.ERROR
+    assert report.error is not None and "mid-read" in report.error
+    assert one.listed.wait(5)
+    assert one.cancelled is True
+    assert [f.person_id for f in one.flags()] == ["P1"]
+    assert set(one.calls) == {"list_flags"}
+
+
+def test_a_stop_while_waiting_for_the_listing_ends_the_run_interrupted(state: SqlStateStore, tmp_path: Path) -> None:
+    """SIGTERM while One is still being listed: the run ends `interrupted` without waiting for the listing, writing nothing."""
+    one = HeldListing()
+    service = make_service(ListSource([grant("P1"), grant("P2")]), one, state, tmp_path)
+    threading.Timer(0.2, service.stop_event.set).start()
+    started = time.monotonic()
+    report = service.sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.INTERRUPTED
+    assert time.monotonic() - started < 4  # the listing would have held the run for 5 s
+    assert one.listed.wait(5)
+    assert one.cancelled is True
+    assert one.flags() == []
+    assert state.recent_runs(1)[0].outcome is RunOutcome.INTERRUPTED
 
 
 def test_failed_removal_is_kept_and_retried(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
