@@ -324,10 +324,10 @@ class PseudonymizeIds:
 
 def _loggable(value: object) -> tuple[bool, object]:
     """Whether `value` may be logged, and its loggable form: only scalars, never a container or an object's repr."""
+    if isinstance(value, enum.Enum):
+        value = value.value  # an IntEnum or StrEnum member, or a plain Enum's value: the plain value is logged
     if value is None or isinstance(value, bool | int | float):
         return True, value
-    if isinstance(value, enum.Enum):
-        value = value.value
     if isinstance(value, str):
         return True, value
     if isinstance(value, datetime | date):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from mocks.one import schemas
 from mocks.one.core import IDEMPOTENCY_KEY_RE
 from mocks.one.errors import ApiError
-from mocks.one.journal import JournalQuery
+from mocks.one.journal import JOURNAL_CAPACITY, JournalQuery
 from mocks.one.openapi import INVOLVEMENT_ID, error_responses, json_body, param
 from mocks.one.route_helpers import core_of, field_path, json_object, json_response, query_params, resource_response
 
@@ -62,11 +62,16 @@ _JOURNAL_PARAMETERS = [
     param("key", "query", {"type": "string", "pattern": r"^[\x21-\x7e]{1,64}$"}, description="Only this Idempotency-Key."),
     param("since", "query", {"type": "integer", "minimum": 0}, description="Only records with seq > since."),
     param("before", "query", {"type": "integer", "minimum": 1}, description="Only records with seq < before (paging back)."),
-    param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 10000}, description="Only the latest N that match."),
+    param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": JOURNAL_CAPACITY},
+        description="Only the latest N that match.",
+    ),
 ]
 
 
-def journal_query(query: Mapping[str, str], *, default_limit: int | None, max_limit: int = 10_000) -> JournalQuery:
+def journal_query(query: Mapping[str, str], *, default_limit: int | None, max_limit: int = JOURNAL_CAPACITY) -> JournalQuery:
     """Validate the journal's filter parameters, naming every bad one (never its value) in one 400 INVALID_QUERY."""
     bad: list[str] = []
 

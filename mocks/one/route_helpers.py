@@ -55,11 +55,9 @@ def _reject_constant(_: str) -> Any:
     raise ValueError("non-standard JSON constant")
 
 
-async def json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+async def json_object(request: Request) -> dict[str, Any]:
     """Parse the body as a JSON object: 415 for another content type, 400 MALFORMED_JSON for anything unparseable."""
     body = await request.body()
-    if optional and not body:
-        return {}
     if not JSON_TYPE.match(request.headers.get("content-type", "")):
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE")
     if len(body) > MAX_BODY_BYTES:

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from mocks.one.core import MockCore
 from mocks.one.errors import ApiError
-from mocks.one.journal import JournalPage, JournalQuery
+from mocks.one.journal import JOURNAL_CAPACITY, JournalPage, JournalQuery
 
 #: Journal rows per page unless `limit` says otherwise, and the most the page shows at once.
 DEFAULT_ROWS = 50
@@ -332,7 +332,7 @@ def _journal_live(core: MockCore, query: JournalQuery | None, problem: ApiError 
     return f"""<div id="journal-live" data-live>
 {_pager(page, query)}
 {table}
-<p class="muted">Newest first. Only One API calls are recorded (the last 10,000).
+<p class="muted">Newest first. Only One API calls are recorded (the last {JOURNAL_CAPACITY:,}).
 <a href="{_e(json_link)}">This view as JSON</a>.</p>
 </div>"""
 

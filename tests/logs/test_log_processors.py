@@ -6,6 +6,7 @@ directly; `structlog.testing.capture_logs` would bypass the privacy chain.
 
 from __future__ import annotations
 
+import enum
 import io
 import json
 import logging
@@ -160,6 +161,25 @@ def test_an_enum_is_logged_as_its_value() -> None:
     structlog.get_logger().info("sync.completed", outcome=RunOutcome.CONVERGED)
     [line] = lines()
     assert line["outcome"] == "converged"
+
+
+def test_a_plain_enum_with_a_number_or_no_value_is_logged_as_that_value() -> None:
+    """A plain Enum whose value is a number (or None) is kept as that value, not dropped; a container value still is."""
+
+    class Attempt(enum.Enum):
+        FIRST = 1
+        NONE = None
+        LISTED = (1, 2)
+
+    assert allow_listed(None, "info", {"event": "one.listing_restarted", "attempt": Attempt.FIRST}) == {
+        "event": "one.listing_restarted",
+        "attempt": 1,
+    }
+    assert allow_listed(None, "info", {"event": "one.listing_restarted", "attempt": Attempt.NONE})["attempt"] is None
+    assert allow_listed(None, "info", {"event": "one.listing_restarted", "attempt": Attempt.LISTED}) == {
+        "event": "one.listing_restarted",
+        "dropped_keys": 1,
+    }
 
 
 def test_dates_and_datetimes_are_kept_in_iso_form() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import requests
 
+from mocks.one.journal import JOURNAL_CAPACITY
 from mocks.one.server import start_in_thread
 from tests.mock.conftest import TIMEOUT, Api, error_of, seed
 
@@ -93,6 +94,7 @@ def test_tester_page_renders_escaped_data(api: Api) -> None:
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;b&gt;*" in html and "<b>" not in html  # paths may wrap at their slashes (<wbr>)
     assert "http://" not in html.replace(api.base, "") and "https://" not in html
+    assert f"(the last {JOURNAL_CAPACITY:,})" in html  # the journal's real capacity, not a copy of it
 
 
 def test_docs_page_works_offline(api: Api) -> None:
