@@ -45,6 +45,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeVar, cast
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from flagsync.core.model import (
@@ -139,9 +140,20 @@ def normalize_text(value: object) -> str | None:
 
 
 def normalize_person_id(value: object) -> str | None:
-    """The well-formed person id in `value`, or None when it is absent or malformed."""
+    """The well-formed person id in `value`, or None when it is absent or malformed (or not an id's type)."""
+    if not _person_id_type(value):
+        return None
     text = normalize_text(value)
     return text if text is not None and is_valid_person_id(text) else None
+
+
+def _person_id_type(value: object) -> bool:
+    """Whether `value` is of a type a person id can be read from: text, UTF-8 bytes, a whole number or a UUID.
+
+    Anything else would become a *different* id as text: True becomes "True", a float's infinity
+    "inf", a date "2026-01-01", each a well-formed person id, and a large float loses digits.
+    """
+    return value is None or value.__class__ is int or isinstance(value, str | bytes | UUID)  # exactly int: not a bool
 
 
 def parse_record(row: Mapping[str, object], *, now: datetime, zone: ZoneInfo, duplicate: bool = False) -> SourceItem:
@@ -217,7 +229,12 @@ class RowParser:
                 raise _Rejected(QuarantineReason.DUPLICATE_RECORD_ID, "record_id")
 
             raw = values[1]
-            person_id = (raw.strip() or None) if raw.__class__ is str else _text(raw)
+            if raw.__class__ is str:
+                person_id = raw.strip() or None
+            elif _person_id_type(raw):
+                person_id = _text(raw)
+            else:
+                raise _Rejected(QuarantineReason.BAD_PERSON_ID, "person_id")
             # An id of ASCII letters and digits only, short enough, is well formed without the pattern.
             if (
                 person_id is not None

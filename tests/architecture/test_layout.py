@@ -13,7 +13,8 @@ PACKAGE = REPO / "flagsync"
 #: What the pure core may import besides itself: no I/O, no clock, no logging libraries.
 CORE_MAY_IMPORT = {
     *("__future__", "array", "bisect", "collections", "contextlib", "dataclasses", "datetime", "enum", "fractions"),
-    *("functools", "hashlib", "hmac", "itertools", "math", "operator", "re", "struct", "sys", "types", "typing", "zoneinfo"),
+    *("functools", "hashlib", "hmac", "itertools", "math", "operator", "re", "struct", "sys", "types", "typing"),
+    *("uuid", "zoneinfo"),
 }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,7 +21,7 @@ from flagsync.core.model import (
     QuarantineReason,
     is_valid_person_id,
 )
-from flagsync.core.records import column_map, parse_record
+from flagsync.core.records import column_map, normalize_person_id, parse_record
 
 from .conftest import CONTRACT, NOW, make_row
 
@@ -93,6 +95,25 @@ def test_quarantined_record_keeps_only_well_formed_ids() -> None:
     assert parse(decision="maybe") == QuarantinedRecord("r1", "P1", R.BAD_DECISION, "decision")
     assert parse(record_id="x" * 129) == QuarantinedRecord(None, "P1", R.FIELD_TOO_LONG, "record_id")
     assert parse(person_id="P 1") == QuarantinedRecord("r1", None, R.BAD_PERSON_ID, "person_id")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, False, float("inf"), float("nan"), 1234.0, 12345678901234567890.0, Decimal("12345"), date(2026, 1, 1)],
+)
+def test_a_person_id_of_another_type_is_quarantined_not_turned_into_text(value: object) -> None:
+    """str() of these is a well-formed id ("True", "inf", "2026-01-01") or a wrong one (a float's lost digits)."""
+    assert parse(person_id=value) == QuarantinedRecord("r1", None, R.BAD_PERSON_ID, "person_id")
+    assert normalize_person_id(value) is None
+
+
+def test_a_person_id_may_be_text_bytes_a_whole_number_or_a_uuid() -> None:
+    """The types a database gives for an id column: their text is the id, exactly."""
+    uid = UUID("12345678-1234-5678-1234-567812345678")
+    for value, text in ((" P1 ", "P1"), (b"P1", "P1"), (12345, "12345"), (uid, str(uid))):
+        item = parse(person_id=value)
+        assert isinstance(item, ConsentRecord) and item.person_id == text
+        assert normalize_person_id(value) == text
 
 
 def test_first_failure_wins_in_documented_order() -> None:
