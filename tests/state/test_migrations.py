@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from sqlalchemy import create_engine, insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from flagsync.adapters.state import SqlStateStore
-from flagsync.adapters.state.migrate import schema_version, upgrade
+from flagsync.adapters.state.migrate import current_revision, schema_version, upgrade
 from flagsync.adapters.state.schema import HEAD_REVISION, SCHEMA_VERSION
 from flagsync.cli import main
 from flagsync.core.model import Flag, Refusal, RunOutcome, RunTrigger
@@ -193,6 +195,48 @@ def _second_database(state_url: str, tmp_path: Path) -> Iterator[str]:
     else:
         with temporary_database("flagsync_state_") as url:
             yield url
+
+
+def test_the_revision_is_read_as_alembic_reads_it(state_url: str) -> None:
+    """`current_revision` agrees with Alembic's MigrationContext: no table, each revision to the head; two rows are unknown."""
+    from alembic.runtime.migration import MigrationContext  # the reference this test compares with
+
+    def both() -> tuple[str | None, str | None]:
+        with _connection(state_url) as conn:
+            return current_revision(conn), MigrationContext.configure(conn).get_current_revision()
+
+    if state_url.startswith("sqlite:///"):
+        Path(state_url.removeprefix("sqlite:///")).parent.mkdir(exist_ok=True)
+    assert both() == (None, None)
+    for target in ("0001", "0002", "0003", HEAD_REVISION):
+        with _connection(state_url) as conn:
+            upgrade(conn, Keyring(KEY), target=target)
+        assert both() == (target, target)
+    with _connection(state_url) as conn:
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0002')"))
+        assert current_revision(conn) == "unknown (several heads in alembic_version)"
+        assert not schema_version(conn).known
+
+
+def test_a_store_at_the_head_is_used_without_importing_alembic(tmp_path: Path) -> None:
+    """Alembic is imported only to create or migrate a store: opening one at the head and writing a run does not."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    first = SqlStateStore(url, KEY)
+    first.start_run(RunTrigger.OPERATOR, T0)
+    first.close()
+    code = (
+        "import sys\n"
+        "from datetime import UTC, datetime\n"
+        "from flagsync.adapters.state import SqlStateStore\n"
+        "from flagsync.core.model import RunTrigger\n"
+        "from flagsync.core.pseudonym import Pseudonymizer\n"
+        f"store = SqlStateStore({url!r}, Pseudonymizer({CLI_KEY.encode()!r}))\n"
+        "store.check_schema()\n"
+        "store.start_run(RunTrigger.OPERATOR, datetime.now(UTC))\n"
+        "store.close()\n"
+        "assert not [name for name in sys.modules if name.split('.')[0] in ('alembic', 'mako')], 'alembic was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_revision_0001_is_exactly_the_release_0_1_schema(state_url: str, tmp_path: Path) -> None:

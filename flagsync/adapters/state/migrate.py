@@ -3,23 +3,31 @@
 No alembic.ini and no URL: the caller's connection (in the caller's transaction) and the keyring
 go to `migrations/env.py` through `Config.attributes`. Alembic logs through flagsync's logging
 chain (its logger is held at WARNING there), so its records never echo the URL or a statement.
+
+Alembic itself is imported only when a store has to be created or migrated: every command opens
+the store and checks its revision (`current_revision`, one query of Alembic's version table), and
+importing Alembic costs about a fifth of a second a command on a slow machine.
 """
 
 from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, select, text
+from sqlalchemy import Column, Connection, MetaData, String, Table, inspect, select, text
 
 from flagsync.adapters.state.schema import HEAD_REVISION, SCHEMA_VERSION_KEY, kv
 from flagsync.core.pseudonym import Keyring
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+#: Alembic's version table, as Alembic makes it (default name, the connection's default schema).
+_VERSION_TABLE = "alembic_version"
+_alembic_version = Table(_VERSION_TABLE, MetaData(), Column("version_num", String(32), nullable=False))
 
 #: The revision of a store flagsync 0.1 made: its tables, `schema_version` "1" in kv, no alembic_version table.
 RELEASE_0_1_REVISION = "0001"
@@ -46,6 +54,8 @@ class SchemaVersion:
 
 
 def _config(conn: Connection | None = None, keys: Keyring | None = None) -> Config:
+    from alembic.config import Config  # noqa: PLC0415 - only when migrating (see the module's docstring)
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
     config.set_main_option("path_separator", "os")
@@ -56,12 +66,14 @@ def _config(conn: Connection | None = None, keys: Keyring | None = None) -> Conf
 
 @cache
 def _known_revisions() -> frozenset[str]:
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - only for a store not at the head
+
     return frozenset(script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions())
 
 
 def schema_version(conn: Connection) -> SchemaVersion:
     """The revision the store on `conn` is at (reads only)."""
-    found = MigrationContext.configure(conn).get_current_revision()
+    found = current_revision(conn)
     if found is not None:
         return SchemaVersion(found, stamped=True)
     tables = set(inspect(conn).get_table_names())
@@ -73,6 +85,20 @@ def schema_version(conn: Connection) -> SchemaVersion:
     if tables & {"runs", "audit_events", "pending_removals", "report_rows", "kv"}:
         return SchemaVersion("unknown (some flagsync tables, no version)", stamped=False)
     return SchemaVersion(None, stamped=False)
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The revision in Alembic's version table, as `MigrationContext.get_current_revision()` reads it, without Alembic.
+
+    None when there is no version table or no row in it. These migrations never branch, so more
+    than one row is not a revision this code knows (Alembic would refuse it as several heads).
+    """
+    if not inspect(conn).has_table(_VERSION_TABLE):
+        return None
+    found = conn.execute(select(_alembic_version.c.version_num).limit(2)).scalars().all()
+    if len(found) > 1:
+        return "unknown (several heads in alembic_version)"
+    return found[0] if found else None
 
 
 def upgrade(conn: Connection, keys: Keyring, *, target: str = "head") -> SchemaVersion:
@@ -88,6 +114,8 @@ def upgrade(conn: Connection, keys: Keyring, *, target: str = "head") -> SchemaV
         raise UnknownSchema(found.revision)
     if found.current or (found.revision is not None and found.revision == target):
         return found
+    from alembic import command  # noqa: PLC0415 - only when migrating (see the module's docstring)
+
     config = _config(conn, keys)
     if found.revision is not None and not found.stamped:
         command.stamp(config, found.revision)

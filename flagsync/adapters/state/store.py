@@ -16,7 +16,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from flagsync.adapters.state import chain, db
@@ -29,7 +28,14 @@ from flagsync.adapters.state.engine import (
     sqlite_file_path,
     translated,
 )
-from flagsync.adapters.state.migrate import PG_SCHEMA_LOCK_KEY, SchemaVersion, UnknownSchema, schema_version, upgrade
+from flagsync.adapters.state.migrate import (
+    PG_SCHEMA_LOCK_KEY,
+    SchemaVersion,
+    UnknownSchema,
+    current_revision,
+    schema_version,
+    upgrade,
+)
 from flagsync.adapters.state.schema import (
     HEAD_REVISION,
     WATERMARK_KEY,
@@ -169,7 +175,7 @@ class SqlStateStore:
 
         def start(conn: Connection) -> None:
             # Checked every run, not only at start-up: a store migrated meanwhile by a newer flagsync is not written.
-            revision = MigrationContext.configure(conn).get_current_revision()
+            revision = current_revision(conn)
             if revision != HEAD_REVISION:
                 raise self._unknown(revision)
             conn.execute(stmt)
