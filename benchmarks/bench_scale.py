@@ -9,7 +9,8 @@ rusage), start-up included; CPU time is the steadier figure on a shared machine.
 
 Then one no-change sync in-process (build_app + SyncService.sync, the same code the CLI runs) with the
 progress callback's timestamps splits its time into reading the consent records (read and fold), listing
-One, and the rest (planning, the state store, the report).
+One, and the rest (planning, the state store, the report). A full run lists One in a thread while it
+reads (service/listing.py), so "list One" is only the wait for the listing after the read has ended.
 
 `--quick` measures 10k and 30k only. The figures end in a Markdown table with the date and the machine.
 """

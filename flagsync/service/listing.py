@@ -5,7 +5,8 @@ listing One is mostly waiting for One, so the two overlap: `ListingAhead` starts
 the run starts reading and hands it over when the read is done. Nothing about the safety rules
 changes: the plan is still made only from a complete read and a complete listing, and a failure of
 either ends the run before planning. A listing nobody will wait for (the read failed, the run was
-stopped) is cancelled and stops before its next page, so One is not asked for pages no one uses.
+stopped) is cancelled and stops before its next page, so One is not asked for pages no one uses; a
+listing that failed ends the read at its next check (`check`, every thousand records).
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class ListingAhead:
             self._flags = self._gateway.list_flags(cancel=self._cancel)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
             self._error = exc
+
+    def check(self) -> None:
+        """Raise the listing's exception if it has already failed: the run need not finish reading to fail."""
+        if self._error is not None and not self._thread.is_alive():
+            self.result(threading.Event())
 
     def result(self, stop: threading.Event) -> list[Flag]:
         """The complete listing, or the listing's exception; `RunInterrupted` if `stop` is set while waiting."""

@@ -83,7 +83,7 @@ class SyncService:
         if person_ids is None:
             # One is listed while the source is read (`ListingAhead`); planning waits for both, complete.
             with ListingAhead(self._gateway) as listing:
-                gathered = self._gather(self._source.read_all(now), progress)
+                gathered = self._gather(self._source.read_all(now), progress, listing)
                 current = self._list_all(progress, listing)
         else:
             gathered, current = self._read_people(person_ids, now)
@@ -107,7 +107,7 @@ class SyncService:
         found = gatherer.result()
         return SourceSurvey(records, len(found.people), len(found.quarantined), len(found.unmatched))
 
-    def _gather(self, items: Iterable[SourceItem], progress: ProgressFn | None) -> Gathered:
+    def _gather(self, items: Iterable[SourceItem], progress: ProgressFn | None, listing: ListingAhead) -> Gathered:
         gatherer = Gatherer()
         count = 0
         for item in items:
@@ -116,6 +116,7 @@ class SyncService:
             if count % 1000 == 0:
                 if self.stop_event.is_set():
                     raise RunInterrupted("stopped while reading the consent records")
+                listing.check()  # One could not be listed: the run fails now, not after the whole read
                 if progress is not None:
                     progress(Phase.READ_SOURCE, count, None)
         if progress is not None:

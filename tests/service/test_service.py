@@ -254,6 +254,43 @@ def test_a_stop_while_waiting_for_the_listing_ends_the_run_interrupted(state: Sq
     assert state.recent_runs(1)[0].outcome is RunOutcome.INTERRUPTED
 
 
+class ReadUntilTheListingFails(ListSource):
+    """A source of many records whose read pauses (at most 5 s) at record 1,500 until One's listing has failed."""
+
+    def __init__(self, items: list[SourceItem], listed: threading.Event) -> None:
+        super().__init__(items)
+        self.listed = listed
+        self.read = 0
+
+    def read_all(self, now: datetime) -> Iterator[SourceItem]:
+        for item in super().read_all(now):
+            if self.read == 1500:
+                assert self.listed.wait(5)
+            self.read += 1
+            yield item
+
+
+def test_a_failed_listing_ends_the_read_early(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
+    """One cannot be listed: the run ends as an ERROR at the read's next check, not after reading every record."""
+    listed = threading.Event()
+    real_list_flags = one.list_flags
+
+    def list_flags(*, cancel: threading.Event | None = None) -> list[Flag]:
+        try:
+            return real_list_flags(cancel=cancel)
+        finally:
+            listed.set()
+
+    one.list_flags = list_flags  # type: ignore[method-assign]
+    one.fail_next(1, RetriableRemoteError("One unavailable", status=503, code="UPSTREAM_UNAVAILABLE"), operation="list_flags")
+    source = ReadUntilTheListingFails([grant(f"P{n}") for n in range(5000)], listed)
+    report = make_service(source, one, state, tmp_path).sync(trigger=RunTrigger.OPERATOR)
+    assert report.outcome is RunOutcome.ERROR
+    assert report.error is not None and "One unavailable" in report.error
+    assert source.read <= 2000  # of 5,000
+    assert one.flags() == []
+
+
 def test_failed_removal_is_kept_and_retried(one: InMemoryFlagGateway, state: SqlStateStore, tmp_path: Path) -> None:
     """A removal One did not confirm is stored as pending, retried next run, then cleared."""
     source = ListSource([grant("P1")])
