@@ -11,10 +11,13 @@ What each poll does, and when the change watermark moves, is decided by the pure
 `flagsync.core.schedule`; this module carries them out. Jobs run on a one-thread executor, so they
 never overlap inside the process. APScheduler's default misfire grace of 1 s would silently drop
 late runs, so it is disabled: a late job still runs, and coalescing folds a backlog into one run.
+While a long run holds the change poll's job, each later tick is skipped (`max_instances` 1): that is
+the design, so APScheduler's warning for it, once a poll interval, is dropped (`_ExpectedSkips`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -54,6 +57,23 @@ INDEX_SAVE_WAIT_SECONDS = 1.0
 CHANGE_FAILURE_LOG_SECONDS = 60.0
 
 
+class _ExpectedSkips(logging.Filter):
+    """Drop APScheduler's warning that a job was skipped because its previous run is still going.
+
+    Jobs run one at a time by design; while a full reconcile inside the change poll takes minutes
+    (a slow One), the warning would otherwise repeat every poll interval. The run's own duration is
+    in `sync.completed` and the metrics; every other APScheduler warning still passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.endswith(_SKIPPED_MESSAGE_END))
+
+
+#: The end of APScheduler 3's message for a skipped job (`apscheduler.schedulers.base`).
+_SKIPPED_MESSAGE_END = "skipped: maximum number of running instances reached (%d)"
+_EXPECTED_SKIPS = _ExpectedSkips()
+
+
 class Daemon:
     """Owns leadership, the scheduler, the health/metrics endpoint and the shutdown sequence."""
 
@@ -72,6 +92,7 @@ class Daemon:
         self._lead_error = False
         self._changes_failures = 0  # consecutive change polls whose change query failed
         self._changes_failure_logged = 0.0
+        logging.getLogger("apscheduler.scheduler").addFilter(_EXPECTED_SKIPS)  # the same filter once, however many daemons
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": SchedulerThreadPool(max_workers=1)},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ from flagsync.adapters.memory_gateway import InMemoryFlagGateway
 from flagsync.adapters.run_lock import RunLock
 from flagsync.adapters.state import SqlStateStore
 from flagsync.bootstrap import App
-from flagsync.core.model import Decision, Rules, RunOutcome, RunTrigger, SourceItem
+from flagsync.core.model import Decision, Flag, Rules, RunOutcome, RunTrigger, SourceItem
 from flagsync.core.pseudonym import Pseudonymizer
 from flagsync.core.schedule import MIN_FULL_INTERVAL_SECONDS
 from flagsync.daemon import Daemon
@@ -324,6 +325,31 @@ def test_stop_records_nothing_new_and_returns_quickly(parts: Parts) -> None:
     daemon.full_reconcile()
     assert len(state.recent_runs()) == runs
     assert state.recent_runs(1)[0].outcome is RunOutcome.CONVERGED
+
+
+def test_poll_ticks_skipped_during_a_long_run_are_not_warned_about(parts: Parts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run longer than the poll interval makes APScheduler skip ticks, by design: no warning for each, others pass."""
+    daemon, _source, one, _state = parts
+    listed = one.list_flags
+
+    def slow_list_flags(*, cancel: threading.Event | None = None) -> list[Flag]:
+        time.sleep(1.2)  # six 0.2 s poll intervals
+        return listed(cancel=cancel)
+
+    monkeypatch.setattr(one, "list_flags", slow_list_flags)
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    scheduler_log.addHandler(handler)
+    try:
+        daemon.start()
+        _wait_for_first_reconcile(daemon)
+        daemon.stop()
+        scheduler_log.warning("another scheduler warning")
+    finally:
+        scheduler_log.removeHandler(handler)
+    assert seen == ["another scheduler warning"]
 
 
 def _wait_for_first_reconcile(daemon: Daemon) -> None:
