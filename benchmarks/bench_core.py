@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import gc
 import tempfile
-import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -35,21 +34,6 @@ from flagsync.core.records import RowParser, parse_record
 ZONE = ZoneInfo("Europe/London")
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 FOLD_LIMIT = 100.0  # bytes per person
-
-
-def best_of(runs: int, work: Callable[[], int]) -> tuple[float, int]:
-    """The least CPU time (this process) of `runs` calls of `work`, and what it returned.
-
-    CPU time rather than wall time: the machine is shared, and a busy neighbour stretches wall time.
-    """
-    best = float("inf")
-    result = 0
-    for _ in range(runs):
-        gc.collect()
-        started = time.process_time()
-        result = work()
-        best = min(best, time.process_time() - started)
-    return best, result
 
 
 def parse_all(batch: list[dict[str, object]]) -> int:
@@ -99,12 +83,12 @@ def run(figures: Figures, *, quick: bool = False) -> None:
         print(f"  {line}")
     for distinct in (False, True):
         batch = benchlib.contract_rows(count, distinct=distinct)
-        seconds, parsed = best_of(3, lambda batch=batch: parse_all(batch))
+        seconds, parsed = benchlib.least_cpu(lambda batch=batch: parse_all(batch))
         name = "distinct_timestamps" if distinct else "repeated_timestamps"
         figures.add(f"core.parse_record_{name}", parsed / seconds, "rows/s")
         figures.add(f"core.parse_record_{name}_per_row", seconds / parsed * 1e6, "us")
         ordered = [tuple(map(row.get, CONTRACT_COLUMNS)) for row in batch]
-        seconds, parsed = best_of(3, lambda ordered=ordered: parse_alone(ordered))
+        seconds, parsed = benchlib.least_cpu(lambda ordered=ordered: parse_alone(ordered))
         figures.add(f"core.row_parser_{name}_per_row", seconds / parsed * 1e6, "us")
     with tempfile.TemporaryDirectory(prefix="flagsync-bench-") as tmp:
         db, csv_file = Path(tmp) / "consent.db", Path(tmp) / "consent.csv"
@@ -112,12 +96,12 @@ def run(figures: Figures, *, quick: bool = False) -> None:
         benchlib.create_consent_csv(csv_file, count, range(0, count, 10))
         sql = SqlConsentSource(f"sqlite:///{db}", "consent_records", None, ZONE)
         try:
-            seconds, read = best_of(3, lambda: drain(sql.read_all(NOW)))
+            seconds, read = benchlib.least_cpu(lambda: drain(sql.read_all(NOW)))
         finally:
             sql.close()
         figures.add("core.sql_read_all", read / seconds, "rows/s", ok=read == count)
         csv_source = CsvConsentSource(csv_file, None, ZONE)
-        seconds, read = best_of(3, lambda: drain(csv_source.read_all(NOW)))
+        seconds, read = benchlib.least_cpu(lambda: drain(csv_source.read_all(NOW)))
         figures.add("core.csv_read_all", read / seconds, "rows/s", ok=read == count)
     fold_memory(figures, 50_000 if quick else 200_000)
 

@@ -14,15 +14,12 @@ only what both versions share (`parse_record`, the sources' constructors and `re
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,16 +33,6 @@ ROWS = 100_000
 ZONE = ZoneInfo("Europe/London")
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 TARGET = 3.0
-
-
-def _least_cpu(work: Callable[[], int], runs: int = 3) -> tuple[float, int]:
-    best, done = float("inf"), 0
-    for _ in range(runs):
-        gc.collect()
-        started = time.process_time()
-        done = work()
-        best = min(best, time.process_time() - started)
-    return best, done
 
 
 def measure(data: Path) -> dict[str, float]:
@@ -68,13 +55,13 @@ def measure(data: Path) -> dict[str, float]:
                 parse_record(row, now=NOW, zone=ZONE)
             return len(batch)
 
-        seconds, parsed = _least_cpu(parse_all)
+        seconds, parsed = benchlib.least_cpu(parse_all)
         figures["parse_record_distinct_us" if distinct else "parse_record_repeated_us"] = seconds / parsed * 1e6
     sql: Any = SqlConsentSource(f"sqlite:///{data / 'consent.db'}", "consent_records", None, ZONE)
-    seconds, read = _least_cpu(lambda: sum(1 for _ in sql.read_all(NOW)))
+    seconds, read = benchlib.least_cpu(lambda: sum(1 for _ in sql.read_all(NOW)))
     figures["sql_read_all_rows_per_s"] = read / seconds
     csv_source: Any = CsvConsentSource(data / "consent.csv", None, ZONE)
-    seconds, read = _least_cpu(lambda: sum(1 for _ in csv_source.read_all(NOW)))
+    seconds, read = benchlib.least_cpu(lambda: sum(1 for _ in csv_source.read_all(NOW)))
     figures["csv_read_all_rows_per_s"] = read / seconds
     return figures
 
