@@ -53,7 +53,7 @@ class ListingAhead:
     def check(self) -> None:
         """Raise the listing's exception if it has already failed: the run need not finish reading to fail."""
         if self._error is not None and not self._thread.is_alive():
-            self.result(threading.Event())
+            self._raise_error()
 
     def result(self, stop: threading.Event) -> list[Flag]:
         """The complete listing, or the listing's exception; `RunInterrupted` if `stop` is set while waiting."""
@@ -63,8 +63,12 @@ class ListingAhead:
                 raise RunInterrupted("stopped while listing One")
             self._thread.join(_POLL_S)
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            self._raise_error()
         if self._flags is None:
             raise RuntimeError("the listing thread ended without a result")
         return self._flags
+
+    def _raise_error(self) -> None:
+        error, self._error = self._error, None  # raised once: the traceback is not kept alive by this object
+        assert error is not None
+        raise error
