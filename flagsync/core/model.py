@@ -36,8 +36,19 @@ CONTRACT_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: An id of ASCII letters and digits only, this long or shorter, is well formed without running
+#: PERSON_ID_PATTERN (a letter or digit, then up to 63 letters, digits, ``_`` or ``-``).
+PLAIN_PERSON_ID_LENGTH = 64
+
+
 def is_valid_person_id(value: str) -> bool:
-    """Whether `value` may be used as a One person id (and so appear in a URL)."""
+    """Whether `value` may be used as a One person id (and so appear in a URL).
+
+    Plain ids (see PLAIN_PERSON_ID_LENGTH) skip the pattern: every id a listing of One or a consent
+    table holds is checked, and most are plain.
+    """
+    if value.isalnum() and value.isascii() and len(value) <= PLAIN_PERSON_ID_LENGTH:
+        return True
     return PERSON_ID_PATTERN.fullmatch(value) is not None
 
 

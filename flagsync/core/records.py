@@ -51,6 +51,7 @@ from zoneinfo import ZoneInfo
 from flagsync.core.model import (
     CONTRACT_COLUMNS,
     MAX_RECORD_ID_LENGTH,
+    PLAIN_PERSON_ID_LENGTH,
     CaseStatus,
     ConsentedBy,
     ConsentRecord,
@@ -110,9 +111,8 @@ def _date_time_shapes() -> frozenset[bytes]:
 
 _DATE_TIME_SHAPES = _date_time_shapes()
 
-#: A person id this long or shorter made of ASCII letters and digits only is well formed (One's
-#: pattern is a letter or digit, then up to 63 letters, digits, ``_`` or ``-``); others take the pattern.
-_PLAIN_PERSON_ID_LENGTH = 64
+#: (`flagsync.core.model.PLAIN_PERSON_ID_LENGTH`: the shortcut is inlined in RowParser.parse, the hot path.)
+_PLAIN_PERSON_ID_LENGTH = PLAIN_PERSON_ID_LENGTH
 
 
 def column_map(columns: Mapping[str, str] | None) -> dict[str, str]:

@@ -21,7 +21,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flagsync.core import records
-from flagsync.core.model import PERSON_ID_PATTERN, ConsentRecord, QuarantinedRecord, QuarantineReason, is_valid_person_id
+from flagsync.core.model import (
+    PERSON_ID_PATTERN,
+    PLAIN_PERSON_ID_LENGTH,
+    ConsentRecord,
+    QuarantinedRecord,
+    QuarantineReason,
+    is_valid_person_id,
+)
 from flagsync.core.records import TIMESTAMP_CACHE_SIZE, RowParser, parse_record
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -463,16 +470,25 @@ def test_digits_become_nines_and_nothing_else_does() -> None:
 
 
 def test_the_person_id_pattern_is_the_one_the_shortcut_was_written_for() -> None:
-    """A change to One's id pattern must revisit the plain-id shortcut in RowParser.parse."""
+    """A change to One's id pattern must revisit the plain-id shortcut in is_valid_person_id and RowParser.parse."""
     assert PERSON_ID_PATTERN.pattern == r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-    assert records._PLAIN_PERSON_ID_LENGTH == 64
+    assert records._PLAIN_PERSON_ID_LENGTH == PLAIN_PERSON_ID_LENGTH == 64
+
+
+PERSON_ID_TEXTS = st.text(alphabet=st.sampled_from("aZ09_-é\u0665\uff21 \t\n") | st.characters(), max_size=70) | st.text(
+    alphabet="abcXYZ0189", min_size=60, max_size=70
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(PERSON_ID_TEXTS)
+def test_is_valid_person_id_judges_as_the_pattern_does(text: str) -> None:
+    """The plain-id shortcut accepts only what the pattern accepts, and the pattern decides everything else."""
+    assert is_valid_person_id(text) is (PERSON_ID_PATTERN.fullmatch(text) is not None)
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    st.text(alphabet=st.sampled_from("aZ09_-é\u0665\uff21 \t\n") | st.characters(), max_size=70)
-    | st.text(alphabet="abcXYZ0189", min_size=60, max_size=70)
-)
+@given(PERSON_ID_TEXTS)
 def test_person_ids_are_judged_as_the_pattern_judges_them(text: str) -> None:
     """Letters, digits (ASCII or not), _ and -, around the longest length: the row's verdict is the pattern's."""
     item = RowParser(now=NOW, zone=LONDON).parse(
@@ -481,7 +497,7 @@ def test_person_ids_are_judged_as_the_pattern_judges_them(text: str) -> None:
     stripped = text.strip()
     if not stripped:
         assert isinstance(item, ConsentRecord) and item.person_id is None
-    elif is_valid_person_id(stripped):
+    elif PERSON_ID_PATTERN.fullmatch(stripped):
         assert isinstance(item, ConsentRecord) and item.person_id == stripped
     else:
         assert isinstance(item, QuarantinedRecord) and item.reason is QuarantineReason.BAD_PERSON_ID
