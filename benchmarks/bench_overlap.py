@@ -99,12 +99,8 @@ def threads(app: App) -> dict[str, float]:
     return out
 
 
-#: The compact store's buffers, handed over one by one (no pickled copy of the whole store).
-_BUFFERS = ("keys", "starts", "hashes", "slots", "rows", "record_ids")
-
-
 def _child(conn: Connection, config: Path, env: dict[str, str]) -> None:
-    """Spawned: build the app, read and fold, send the compact store's buffers back, then its own CPU and RSS."""
+    """Spawned: build the app, read and fold, send the store back buffer by buffer (no pickled copy), then CPU and RSS."""
     app = _app(config, env)
     try:
         store = _fold(app)
@@ -120,29 +116,18 @@ def _child(conn: Connection, config: Path, env: dict[str, str]) -> None:
 
 
 def _received_store(conn: Connection) -> tuple[CompactStore, int]:
-    """The child's compact store, rebuilt from its buffers (each copied once, as it arrives); and the bytes received."""
+    """The child's compact store, rebuilt from its buffers in the order `_child` sends them; and the bytes received."""
     store = CompactStore()
     people = store.people
-    size = 0
-    for name in _BUFFERS:
-        buffer = conn.recv_bytes()
-        size += len(buffer)
-        if name == "keys":
-            people._keys = bytearray(buffer)
-        elif name == "starts":
-            people._starts = array("Q", buffer)
-        elif name == "hashes":
-            people._hashes = array("I", buffer)
-        elif name == "slots":
-            people._slots = array("i", buffer)
-        elif name == "rows":
-            store.rows = bytearray(buffer)
-        else:
-            store.record_ids = bytearray(buffer)
-        del buffer
+    people._keys = bytearray(conn.recv_bytes())
+    people._starts = array("Q", conn.recv_bytes())
+    people._hashes = array("I", conn.recv_bytes())
+    people._slots = array("i", conn.recv_bytes())
+    store.rows = bytearray(conn.recv_bytes())
+    store.record_ids = bytearray(conn.recv_bytes())
     people._mask, people._count, store.versions, store.quarantined, store.unmatched = conn.recv()
     store.version_numbers = {v: n for n, v in enumerate(store.versions) if v is not None}
-    return store, size
+    return store, people.nbytes() + len(store.rows) + len(store.record_ids)
 
 
 def _peak_rss_mb() -> float:
@@ -154,10 +139,11 @@ def _peak_rss_mb() -> float:
 
 
 def processes(app: App, config: Path, env: dict[str, str]) -> dict[str, float]:
-    """Read and fold in a spawned process while this one lists One; the store comes back pickled."""
+    """Read and fold in a spawned process while this one lists One; the store comes back through a pipe."""
     started, cpu = time.perf_counter(), _cpu()
-    receiver, sender = multiprocessing.get_context("spawn").Pipe(duplex=False)
-    child = multiprocessing.get_context("spawn").Process(target=_child, args=(sender, config, env))
+    spawn = multiprocessing.get_context("spawn")
+    receiver, sender = spawn.Pipe(duplex=False)
+    child = spawn.Process(target=_child, args=(sender, config, env))
     child.start()
     sender.close()
     app.gateway.list_flags()
