@@ -57,6 +57,10 @@ INDEX_SAVE_WAIT_SECONDS = 1.0
 CHANGE_FAILURE_LOG_SECONDS = 60.0
 
 
+#: The end of APScheduler 3's message for a skipped job (`apscheduler.schedulers.base`).
+_SKIPPED_MESSAGE_END = "skipped: maximum number of running instances reached (%d)"
+
+
 class _ExpectedSkips(logging.Filter):
     """Drop APScheduler's warning that a job was skipped because its previous run is still going.
 
@@ -69,8 +73,6 @@ class _ExpectedSkips(logging.Filter):
         return not (isinstance(record.msg, str) and record.msg.endswith(_SKIPPED_MESSAGE_END))
 
 
-#: The end of APScheduler 3's message for a skipped job (`apscheduler.schedulers.base`).
-_SKIPPED_MESSAGE_END = "skipped: maximum number of running instances reached (%d)"
 _EXPECTED_SKIPS = _ExpectedSkips()
 
 
