@@ -19,7 +19,7 @@ from flagsync.core.keytable import KeyTable
 from flagsync.core.model import CaseStatus, ConsentedBy, ConsentRecord, Decision, QuarantinedRecord, Rules, SourceItem, Verdict
 from flagsync.core.rule import DECISION_RANK, more_decisive, restrictiveness, verdict
 
-__all__ = ["CompactStore", "Evidence", "Gathered", "Gatherer", "compact_store", "gather"]
+__all__ = ["VERDICTS", "CompactStore", "Evidence", "Gathered", "Gatherer", "compact_store", "gather"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -75,6 +75,13 @@ _CLOSED = 1 << 7
 _UNCERTAIN = 1 << 8
 _WHOLE = 1 << 9  # the deciding record is in CompactStore.whole
 _MAX_VERSIONS = 0xFFFF
+
+#: The three fields of a row the rule reads (expires_at, the consent version's number, the bits), for a pass over every row.
+_RULE_FIELDS = struct.Struct("<8xq16x2xHH")  # the same width as _ROW (a test checks)
+
+#: Every verdict in a fixed order: `CompactStore.verdict_codes` gives each person's as its position here.
+VERDICTS: tuple[Verdict, ...] = tuple(Verdict)
+_VERDICT_CODE: Mapping[Verdict, int] = MappingProxyType({v: n for n, v in enumerate(VERDICTS)})
 
 _DECISION_CODE: Mapping[Decision, int] = MappingProxyType({d: DECISION_RANK[d] + 1 for d in Decision})
 _DECISION_OF_CODE: tuple[Decision, ...] = tuple(sorted(Decision, key=DECISION_RANK.__getitem__))
@@ -312,6 +319,44 @@ class CompactStore:
         if rules.accepted_versions and version not in accepted:
             return Verdict.VERSION_NOT_ACCEPTED
         return Verdict.GRANTED
+
+    def verdict_codes(self, now_micros: int, now: datetime, rules: Rules, accepted: frozenset[int]) -> bytes:
+        """Every person's `verdict_of` at once, as one byte each: ``VERDICTS[codes[number]]``.
+
+        The same steps as `verdict_of`, over the rows in one pass (`struct.iter_unpack` reads only the
+        three fields the rule needs): a million people in a fraction of the time a call each takes.
+        """
+        codes = bytearray(len(self.people))
+        code_of = _VERDICT_CODE
+        uncertain, refused, withdrawn = code_of[Verdict.UNCERTAIN], code_of[Verdict.REFUSED], code_of[Verdict.WITHDRAWN]
+        not_informed, expired, closed = code_of[Verdict.NOT_INFORMED], code_of[Verdict.EXPIRED], code_of[Verdict.CASE_CLOSED]
+        not_accepted, granted = code_of[Verdict.VERSION_NOT_ACCEPTED], code_of[Verdict.GRANTED]
+        refused_code, withdrawn_code = _DECISION_CODE[Decision.REFUSED], _DECISION_CODE[Decision.WITHDRAWN]
+        versions_checked = bool(rules.accepted_versions)
+        whole = self.whole
+        for number, (expires, version, bits) in enumerate(_RULE_FIELDS.iter_unpack(self.rows)):
+            if bits & _UNCERTAIN:
+                code = uncertain
+            elif bits & _WHOLE:
+                code = _VERDICT_CODE[verdict(whole[number], uncertain=False, now=now, rules=rules)]
+            elif bits & _DECISION_BITS == refused_code:
+                code = refused
+            elif bits & _DECISION_BITS == withdrawn_code:
+                code = withdrawn
+            elif not bits & _DECISION_BITS:
+                raise ValueError("a person who is not uncertain needs a deciding record")
+            elif (bits >> _INFORMED_SHIFT) & 0x3 != _INFORMED_TRUE:
+                code = not_informed
+            elif expires != _NONE and expires <= now_micros:
+                code = expired
+            elif bits & _CLOSED:
+                code = closed
+            elif versions_checked and version not in accepted:
+                code = not_accepted
+            else:
+                code = granted
+            codes[number] = code
+        return bytes(codes)
 
     def accepted_numbers(self, rules: Rules) -> frozenset[int]:
         return frozenset(n for n, v in enumerate(self.versions) if v is not None and v in rules.accepted_versions)

@@ -35,7 +35,7 @@ from fractions import Fraction
 from itertools import groupby
 from operator import attrgetter
 
-from flagsync.core.fold import CompactStore, Gathered, compact_store
+from flagsync.core.fold import VERDICTS, CompactStore, Gathered, compact_store
 from flagsync.core.model import ATTENTION_VERDICTS, Attention, Flag, Plan, Refusal, Rules, Skipped, Verdict
 from flagsync.core.rule import verdict
 
@@ -187,38 +187,76 @@ def _decide_compact(
 ) -> tuple[_CompactVerdicts, set[str], list[str], list[Attention]]:
     """The same from the fold's compact store, building a person id string only for what the plan lists.
 
-    Returns the verdicts (computed again on access, never held per person), the flagged people who
-    want their flag, the people to add (sorted) and the attention list (in person id order).
+    Returns the verdicts (one byte a person for a full reconcile, worked out again on access for a
+    scoped plan), the flagged people who want their flag, the people to add (sorted) and the
+    attention list (in person id order).
     """
     verdicts = _CompactVerdicts(store, now, rules, scope)
-    decide_one = verdicts.of_number
     people = store.people
+    if scope is None:
+        return (verdicts, *_decide_all(store, verdicts.codes(), flagged))
+    decide_one = verdicts.of_number
+    wanted: set[str] = set()
+    for person_id in flagged:
+        number = people.index(person_id)
+        if number >= 0 and decide_one(number) is Verdict.GRANTED:
+            wanted.add(person_id)
+    adds: list[str] = []
+    attention: list[Attention] = []
+    for number in sorted(n for n in (people.index(p) for p in scope) if n >= 0):
+        person_verdict = decide_one(number)
+        if person_verdict is Verdict.GRANTED:
+            person_id = people.key(number)
+            if person_id not in wanted:  # a granted person with a flag is in `wanted`; without one, an add
+                adds.append(person_id)
+        elif person_verdict in ATTENTION_VERDICTS:
+            _attend(store, number, person_verdict, attention)
+    adds.sort()
+    attention.sort(key=_person_of)
+    return verdicts, wanted, adds, attention
+
+
+def _decide_all(store: CompactStore, codes: bytes, flagged: Iterable[str]) -> tuple[set[str], list[str], list[Attention]]:
+    """A full reconcile's wanted flags, adds and attention list from every person's verdict code.
+
+    Only the granted and the attention people are visited (`bytes.find` skips the rest in C).
+    """
+    people = store.people
+    granted = _GRANTED_CODE
     has_flag = bytearray(len(people))
     wanted: set[str] = set()
     for person_id in flagged:
         number = people.index(person_id)
         if number >= 0:
             has_flag[number] = 1
-            if decide_one(number) is Verdict.GRANTED:
+            if codes[number] == granted:
                 wanted.add(person_id)
-    if scope is None:
-        numbers: Iterable[int] = range(len(people))
-    else:
-        numbers = sorted(n for n in (people.index(p) for p in scope) if n >= 0)
     adds: list[str] = []
+    number = codes.find(granted)
+    while number >= 0:
+        if not has_flag[number]:
+            adds.append(people.key(number))
+        number = codes.find(granted, number + 1)
     attention: list[Attention] = []
-    for number in numbers:
-        person_verdict = decide_one(number)
-        if person_verdict is Verdict.GRANTED:
-            if not has_flag[number]:
-                adds.append(people.key(number))
-        elif person_verdict in ATTENTION_VERDICTS:
-            record_id = store.record_id(number)
-            if record_id is not None:
-                attention.append(Attention(person_id=people.key(number), record_id=record_id, verdict=person_verdict))
+    marks = codes.translate(_ATTENTION_MARKS)
+    number = marks.find(1)
+    while number >= 0:
+        _attend(store, number, VERDICTS[codes[number]], attention)
+        number = marks.find(1, number + 1)
     adds.sort()
-    attention.sort(key=lambda a: a.person_id)
-    return verdicts, wanted, adds, attention
+    attention.sort(key=_person_of)
+    return wanted, adds, attention
+
+
+def _attend(store: CompactStore, number: int, person_verdict: Verdict, attention: list[Attention]) -> None:
+    record_id = store.record_id(number)
+    if record_id is not None:
+        attention.append(Attention(person_id=store.people.key(number), record_id=record_id, verdict=person_verdict))
+
+
+#: Verdict codes (positions in VERDICTS): granted, and a byte table marking the attention verdicts with 1.
+_GRANTED_CODE = VERDICTS.index(Verdict.GRANTED)
+_ATTENTION_MARKS = bytes(1 if n < len(VERDICTS) and VERDICTS[n] in ATTENTION_VERDICTS else 0 for n in range(256))
 
 
 class _CompactVerdicts(Mapping[str, Verdict]):
@@ -228,7 +266,7 @@ class _CompactVerdicts(Mapping[str, Verdict]):
     code that only needs the totals uses `verdict_counts`.
     """
 
-    __slots__ = ("_accepted", "_now", "_now_micros", "_rules", "_scope", "_store")
+    __slots__ = ("_accepted", "_codes", "_now", "_now_micros", "_rules", "_scope", "_store")
 
     def __init__(self, store: CompactStore, now: datetime, rules: Rules, scope: frozenset[str] | None) -> None:
         self._store = store
@@ -237,8 +275,17 @@ class _CompactVerdicts(Mapping[str, Verdict]):
         self._rules = rules
         self._scope = scope
         self._accepted = store.accepted_numbers(rules)
+        self._codes: bytes | None = None
+
+    def codes(self) -> bytes:
+        """Every person's verdict as its position in VERDICTS, one byte a person (worked out once)."""
+        if self._codes is None:
+            self._codes = self._store.verdict_codes(self._now_micros, self._now, self._rules, self._accepted)
+        return self._codes
 
     def of_number(self, number: int) -> Verdict:
+        if self._codes is not None:
+            return VERDICTS[self._codes[number]]
         return self._store.verdict_of(number, self._now_micros, self._now, self._rules, self._accepted)
 
     def __getitem__(self, person_id: str) -> Verdict:
@@ -264,9 +311,8 @@ class _CompactVerdicts(Mapping[str, Verdict]):
         return f"<verdicts of {len(self)} people>"
 
     def counts(self) -> Counter[Verdict]:
-        people = self._store.people
         if self._scope is None:
-            numbers: Iterable[int] = range(len(people))
-        else:
-            numbers = (n for n in (people.index(p) for p in self._scope) if n >= 0)
-        return Counter(self.of_number(n) for n in numbers)
+            codes = self.codes()
+            return Counter({v: n for v, n in ((v, codes.count(code)) for code, v in enumerate(VERDICTS)) if n})
+        people = self._store.people
+        return Counter(self.of_number(n) for n in (people.index(p) for p in self._scope) if n >= 0)

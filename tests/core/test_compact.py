@@ -10,7 +10,7 @@ from types import MappingProxyType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flagsync.core.fold import Evidence, Gathered, Gatherer, gather
+from flagsync.core.fold import _ROW, _RULE_FIELDS, VERDICTS, Evidence, Gathered, Gatherer, compact_store, gather
 from flagsync.core.keytable import KeyTable
 from flagsync.core.model import Flag, QuarantinedRecord, QuarantineReason, Rules, SourceItem
 from flagsync.core.planner import build_plan, verdict_counts
@@ -96,6 +96,26 @@ def test_compact_plan_equals_the_reference_plan(  # noqa: PLR0917 - hypothesis p
     assert verdict_counts(compact.verdicts) == Counter(reference.verdicts.values())
     for person in ("A", "E", "nobody"):
         assert (person in compact.verdicts) == (person in reference.verdicts)
+
+
+@PROPERTY
+@given(mixed_items, nows, rules_strategy)
+def test_every_persons_verdict_code_is_their_verdict(items: list[SourceItem], now: datetime, rules: Rules) -> None:
+    """The one-pass verdict codes a full reconcile plans from say, person by person, what verdict_of says."""
+    store = compact_store(gather(items))
+    assert store is not None
+    now_micros = (now - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    accepted = store.accepted_numbers(rules)
+    codes = store.verdict_codes(now_micros, now, rules, accepted)
+    assert len(codes) == len(store.people)
+    assert [VERDICTS[code] for code in codes] == [
+        store.verdict_of(number, now_micros, now, rules, accepted) for number in range(len(store.people))
+    ]
+
+
+def test_the_rule_fields_span_a_whole_row() -> None:
+    """The pass over every row steps by the row's width, so each person's fields are read from their own row."""
+    assert _RULE_FIELDS.size == _ROW.size
 
 
 def test_snapshot_survives_later_additions_of_every_kind() -> None:
