@@ -192,10 +192,20 @@ def _decide_compact(
     attention list (in person id order).
     """
     verdicts = _CompactVerdicts(store, now, rules, scope)
-    people = store.people
     if scope is None:
-        return (verdicts, *_decide_all(store, verdicts.codes(), flagged))
-    decide_one = verdicts.of_number
+        wanted, adds, attention = _decide_all(store, verdicts.codes(), flagged)
+    else:
+        wanted, adds, attention = _decide_scoped(store, verdicts.of_number, flagged, scope)
+    adds.sort()
+    attention.sort(key=_person_of)
+    return verdicts, wanted, adds, attention
+
+
+def _decide_scoped(
+    store: CompactStore, decide_one: Callable[[int], Verdict], flagged: Iterable[str], scope: frozenset[str]
+) -> tuple[set[str], list[str], list[Attention]]:
+    """A scoped plan's wanted flags, adds and attention list (both unsorted), a verdict worked out for each person in scope."""
+    people = store.people
     wanted: set[str] = set()
     for person_id in flagged:
         number = people.index(person_id)
@@ -211,13 +221,11 @@ def _decide_compact(
                 adds.append(person_id)
         elif person_verdict in ATTENTION_VERDICTS:
             _attend(store, number, person_verdict, attention)
-    adds.sort()
-    attention.sort(key=_person_of)
-    return verdicts, wanted, adds, attention
+    return wanted, adds, attention
 
 
 def _decide_all(store: CompactStore, codes: bytes, flagged: Iterable[str]) -> tuple[set[str], list[str], list[Attention]]:
-    """A full reconcile's wanted flags, adds and attention list from every person's verdict code.
+    """A full reconcile's wanted flags, adds and attention list (both unsorted) from every person's verdict code.
 
     Only the granted and the attention people are visited (`bytes.find` skips the rest in C).
     """
@@ -243,8 +251,6 @@ def _decide_all(store: CompactStore, codes: bytes, flagged: Iterable[str]) -> tu
     while number >= 0:
         _attend(store, number, VERDICTS[codes[number]], attention)
         number = marks.find(1, number + 1)
-    adds.sort()
-    attention.sort(key=_person_of)
     return wanted, adds, attention
 
 

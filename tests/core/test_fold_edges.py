@@ -239,6 +239,46 @@ def test_the_sooner_expiry_wins_a_tie_in_either_order(soonest_first: bool) -> No
     assert gather(items).people["P1"].deciding == soon
 
 
+def test_a_person_sync_judges_a_record_kept_whole_at_its_now() -> None:
+    """A scoped plan judges a deciding record kept whole (outside datetime.UTC) by the rule at the plan's now."""
+    odd_zone = timezone(timedelta(hours=-5))
+    expired = rec("r1", "P1", expires_at=(NOW - timedelta(days=1)).astimezone(odd_zone))
+    plan = build_plan(gather([expired]), [Flag("INV-1", "P1", 1)], NOW, RULES, scope=frozenset({"P1"}))
+    assert plan.verdicts["P1"] is Verdict.EXPIRED
+    assert [flag.person_id for flag in plan.removes] == ["P1"]
+
+
+def test_a_person_sync_keeps_the_flag_of_the_first_person_folded() -> None:
+    """The person numbered 0 in the fold, granted and flagged, is unchanged in a scoped plan, not added again."""
+    gathered = gather([rec("r1", "P1"), rec("r2", "P2")])
+    plan = build_plan(gathered, [Flag("INV-1", "P1", 1)], NOW, RULES, scope=frozenset({"P1", "P2"}))
+    assert plan.adds == ("P2",)
+    assert plan.unchanged == ("P1",)
+    assert plan.removes == ()
+
+
+@pytest.mark.parametrize("scope", [None, frozenset({"P1", "P2", "P3", "P4", "P5", "P6"})])
+def test_every_person_needing_attention_is_listed_in_person_id_order(scope: frozenset[str] | None) -> None:
+    """Four people needing attention among others, folded out of id order, are all listed, sorted by person id."""
+    rules = Rules(accepted_versions=frozenset({"v2"}))
+    records = [
+        rec("r5", "P5", informed=False),
+        rec("r1", "P1", consent_version="v2"),
+        rec("r3", "P3", informed=None),
+        rec("r6", "P6", consent_version="v1"),
+        rec("r2", "P2", informed=False),
+        rec("r4", "P4", Decision.REFUSED),
+    ]
+    plan = build_plan(gather(records), [], NOW, rules, scope=scope)
+    assert [(a.person_id, a.record_id, a.verdict) for a in plan.attention] == [
+        ("P2", "r2", Verdict.NOT_INFORMED),
+        ("P3", "r3", Verdict.NOT_INFORMED),
+        ("P5", "r5", Verdict.NOT_INFORMED),
+        ("P6", "r6", Verdict.VERSION_NOT_ACCEPTED),
+    ]
+    assert plan.adds == ("P1",)
+
+
 def test_build_plan_refuses_a_now_without_an_offset() -> None:
     """build_plan needs an aware now: naive or offset-less zones are a ValueError saying so."""
     for now in (NOW.replace(tzinfo=None), NOW.replace(tzinfo=_NoOffset())):
