@@ -4,7 +4,8 @@
 theirs was invalid and which valid record decides (`flagsync.core.rule.more_decisive`); `Gathered` is
 the result, independent of reading order. Pure; no I/O, no clock, no logging. Memory grows with
 people, not records: the state is kept compactly (`CompactStore`, about 80 bytes a person), and the
-planner reads verdicts straight from it (`CompactStore.verdict_of`) without rebuilding records.
+planner reads verdicts straight from it without rebuilding records: everyone's in one pass for a full
+reconcile (`CompactStore.verdict_codes`), one person's at a time for a scoped plan (`verdict_of`).
 """
 
 from __future__ import annotations
