@@ -16,9 +16,19 @@ from mocks.one import schemas
 from mocks.one.core import ALL_SCOPES, IDEMPOTENCY_KEY_RE, PERSON_ID_RE, ClientCredential
 from mocks.one.errors import ApiError
 from mocks.one.openapi import INVOLVEMENT_ID, error_responses, json_body, param
-from mocks.one.route_helpers import authenticate, core_of, json_object, json_response, query_params, resource_response
+from mocks.one.route_helpers import (
+    authenticate,
+    bounded_body,
+    core_of,
+    json_object,
+    json_response,
+    query_params,
+    resource_response,
+)
 
 READ, WRITE = "involvements.read", "involvements.write"
+#: A token request is a few short form fields; anything longer is refused unread.
+MAX_FORM_BYTES = 64 * 1024
 
 _UPSTREAM = (429, 500, 502, 503, 504)
 _ETAG_HEADER = {"ETag": {"description": 'W/"<version>"', "schema": {"type": "string"}}}
@@ -209,11 +219,11 @@ async def get_one(request: Request) -> Response:
 async def delete(request: Request) -> Response:
     principal = authenticate(request, WRITE)
     query_params(request, ())
-    body = await request.body()
-    if body.strip():
+    body = await bounded_body(request)
+    if body is None or body.strip():
         # No reason, date or note may be sent with a removal.
         try:
-            parsed = json.loads(body)
+            parsed = None if body is None else json.loads(body)
         except ValueError:
             parsed = None
         fields = sorted(parsed)[:50] if isinstance(parsed, dict) and parsed else ["(body)"]
@@ -254,8 +264,11 @@ async def _token_request(request: Request) -> tuple[ClientCredential, frozenset[
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise _OAuthProblem(400, "invalid_request", "The body must be application/x-www-form-urlencoded.")
+    body = await bounded_body(request, MAX_FORM_BYTES)
+    if body is None:
+        raise _OAuthProblem(400, "invalid_request", "The body is too large.")
     try:
-        pairs = parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
         raise _OAuthProblem(400, "invalid_request", "The body is not valid UTF-8.") from None
     names = [name for name, _ in pairs]

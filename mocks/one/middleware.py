@@ -24,6 +24,9 @@ _CORRELATION_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _SECRET_IN_FORM = re.compile(r"(^|&)(client_secret=)[^&]*")
 _NOT_JOURNALLED = ("/_mock", "/docs", "/openapi.json", "/favicon.ico")
 _MAX_JOURNAL_BODY = 65_536
+#: The longest request body read. Reading stops just past it (one declared longer is not read at all),
+#: and the route answers "too large" in its own words (route_helpers.bounded_body).
+MAX_BODY_BYTES = 16 * 1024 * 1024
 _MAX_ERROR_BODY = 65_536
 
 
@@ -79,10 +82,14 @@ class MockMiddleware:
             await self.app(scope, receive, _tagging_send(send, correlation_id, None))
             return
 
-        body, disconnected = await _read_body(receive)
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            body, disconnected = b"", False  # refused by the route from the header alone: nothing to wait for
+        else:
+            body, disconnected = await _read_body(receive, MAX_BODY_BYTES)
         if disconnected:
             return
-        journal_body = body.decode("utf-8", errors="replace")[:_MAX_JOURNAL_BODY]
+        journal_body = body[: 4 * _MAX_JOURNAL_BODY].decode("utf-8", errors="replace")[:_MAX_JOURNAL_BODY]
         if scope["path"] == "/connect/token":
             journal_body = _SECRET_IN_FORM.sub(r"\1\2***", journal_body)
         record = self.core.journal_start(
@@ -123,14 +130,18 @@ class MockMiddleware:
         await self.app(scope, replay, _tagging_send(send, correlation_id, record))
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The body, or as soon as it is longer than `limit` the part read so far; and whether the client went away."""
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return b"", True
-        chunks.append(bytes(message.get("body", b"")))
-        if not message.get("more_body", False):
+        chunk = bytes(message.get("body", b""))
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit or not message.get("more_body", False):
             return b"".join(chunks), False
 
 

@@ -13,9 +13,9 @@ from fastapi.responses import Response
 
 from mocks.one.core import MockCore, Principal
 from mocks.one.errors import ApiError
+from mocks.one.middleware import MAX_BODY_BYTES
 
 JSON_TYPE = re.compile(r"^application/(json|[A-Za-z0-9.+-]+\+json)\s*(;.*)?$", re.IGNORECASE)
-MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def core_of(request: Request) -> MockCore:
@@ -55,12 +55,30 @@ def _reject_constant(_: str) -> Any:
     raise ValueError("non-standard JSON constant")
 
 
+async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The request body, or None when it is longer than `limit` bytes.
+
+    Reading stops as soon as the body is known to be too long (a Content-Length over the limit is
+    not read at all), so a huge body is never held in memory. The middleware has read at most a
+    little more than MAX_BODY_BYTES of it before (for the journal), and stopped there too.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 async def json_object(request: Request) -> dict[str, Any]:
     """Parse the body as a JSON object: 415 for another content type, 400 MALFORMED_JSON for anything unparseable."""
-    body = await request.body()
     if not JSON_TYPE.match(request.headers.get("content-type", "")):
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE")
-    if len(body) > MAX_BODY_BYTES:
+    body = await bounded_body(request)
+    if body is None:
         raise ApiError(400, "MALFORMED_JSON", message="The request body is too large.")
     try:
         parsed = json.loads(body, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant)

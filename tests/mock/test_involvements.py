@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -315,3 +318,64 @@ def test_listing_delay_hides_new_writes_for_a_while(inproc: InProcess) -> None:
     assert [item["status"] for item in _ours(api).json()["items"]] == ["active"]
     inproc.clock.advance(30)
     assert _ours(api, status="active").json()["items"] == []
+
+
+def _declared_only(api: Api, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any]:
+    """Send only a request's head, declaring a terabyte of body, and read the answer (5 s at most)."""
+    parts = urlsplit(api.base)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=5)
+    try:
+        connection.putrequest(method, path)
+        for name, value in {**headers, "Content-Length": str(10**12)}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_body_declared_over_the_limit_is_refused_unread(api: Api) -> None:
+    """A create declaring more than 16 MiB of JSON is 400 MALFORMED_JSON at once: the mock never waits for the body."""
+    seed(api, {"personId": "P1"})
+    headers = api.auth(**{"Idempotency-Key": "k", "Content-Type": "application/json"})
+    status, body = _declared_only(api, "POST", "/api/v1/people/P1/involvements", headers)
+    assert status == 400
+    assert body["error"]["code"] == "MALFORMED_JSON" and body["error"]["message"] == "The request body is too large."
+
+
+def test_a_streamed_body_over_the_limit_is_refused(api: Api) -> None:
+    """A chunked create body (no Content-Length) one byte over 16 MiB is 400 MALFORMED_JSON, saying it is too large."""
+    seed(api, {"personId": "P1"})
+    headers = api.auth(**{"Idempotency-Key": "k", "Content-Type": "application/json"})
+    chunks = iter([*(b" " * (1024 * 1024) for _ in range(16)), b" "])
+    response = api.session.post(api.url("/api/v1/people/P1/involvements"), data=chunks, headers=headers, timeout=30)
+    assert response.status_code == 400
+    assert error_of(response)["code"] == "MALFORMED_JSON" and error_of(response)["message"] == "The request body is too large."
+
+
+def test_a_body_of_exactly_the_limit_is_read(api: Api) -> None:
+    """16 MiB of JSON exactly is read and judged as JSON (here an object padded with spaces: a create)."""
+    seed(api, {"personId": "P1"})
+    headers = api.auth(**{"Idempotency-Key": "k", "Content-Type": "application/json"})
+    raw = b'{"involvementType": "PIAS_WORKING_WITH_FAMILY"}'
+    raw = raw.ljust(16 * 1024 * 1024)
+    response = api.session.post(api.url("/api/v1/people/P1/involvements"), data=raw, headers=headers, timeout=30)
+    assert response.status_code == 201
+
+
+def test_a_removal_declaring_a_body_over_the_limit_is_refused_unread(api: Api) -> None:
+    """A removal may carry no body; one declared over the limit is 422 UNKNOWN_FIELD (body) without being read."""
+    seed(api, {"personId": "P1"})
+    created = api.create("P1")
+    path = "/api/v1/involvements/" + created.json()["id"]
+    status, body = _declared_only(api, "DELETE", path, api.auth(**{"If-Match": created.headers["ETag"]}))
+    assert status == 422
+    assert body["error"]["code"] == "UNKNOWN_FIELD" and body["error"]["details"] == {"fields": ["(body)"]}
+
+
+def test_a_token_request_declaring_a_long_body_is_refused_unread(api: Api) -> None:
+    """A token request is a few form fields: one declaring more than 64 KiB is invalid_request without being read."""
+    status, body = _declared_only(api, "POST", "/connect/token", {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 400
+    assert body == {"error": "invalid_request", "error_description": "The body is too large."}
