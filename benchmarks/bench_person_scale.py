@@ -29,7 +29,7 @@ from benchlib import Figures
 from flagsync.adapters.csv import CsvConsentSource
 from flagsync.bootstrap import build_app
 from flagsync.logs import configure_logging
-from flagsync.ports import RunTrigger
+from flagsync.core.model import RunTrigger
 from flagsync.settings import load_settings
 
 RATIO_LIMIT = 1.5

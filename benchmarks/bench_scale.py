@@ -26,7 +26,7 @@ from benchlib import Figures
 
 from flagsync.bootstrap import build_app
 from flagsync.logs import configure_logging
-from flagsync.ports import RunTrigger
+from flagsync.core.model import RunTrigger
 from flagsync.service import Phase
 from flagsync.settings import load_settings
 

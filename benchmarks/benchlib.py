@@ -465,7 +465,7 @@ def record_decision_pg(url: str, who: int, decision: str, *, tag: str) -> dateti
     import psycopg  # noqa: PLC0415 - the postgres extra
 
     now = datetime.now(UTC)
-    row = list(_decision_row(who, decision, tag, now))
+    row: list[object] = list(_decision_row(who, decision, tag, now))
     row[9] = now  # updated_at is a timestamptz there
     with psycopg.connect(url) as db:
         db.execute(f"INSERT INTO consent_records VALUES ({', '.join(['%s'] * len(row))})", row)  # noqa: S608 - placeholders only
