@@ -28,8 +28,8 @@ from benchlib import Figures
 
 from flagsync.adapters.csv import CsvConsentSource
 from flagsync.bootstrap import build_app
-from flagsync.logs import configure_logging
 from flagsync.core.model import RunTrigger
+from flagsync.logs import configure_logging
 from flagsync.settings import load_settings
 
 RATIO_LIMIT = 1.5

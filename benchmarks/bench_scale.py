@@ -25,8 +25,8 @@ import benchlib
 from benchlib import Figures
 
 from flagsync.bootstrap import build_app
-from flagsync.logs import configure_logging
 from flagsync.core.model import RunTrigger
+from flagsync.logs import configure_logging
 from flagsync.service import Phase
 from flagsync.settings import load_settings
 
