@@ -83,7 +83,7 @@ class MockMiddleware:
             return
 
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             body, disconnected = b"", False  # refused by the route from the header alone: nothing to wait for
         else:
             body, disconnected = await _read_body(receive, MAX_BODY_BYTES)

@@ -63,7 +63,7 @@ async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes |
     little more than MAX_BODY_BYTES of it before (for the journal), and stopped there too.
     """
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     body = bytearray()
     async for chunk in request.stream():

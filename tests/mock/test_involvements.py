@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from starlette.requests import Request
 
+from mocks.one.route_helpers import bounded_body
 from tests.mock.conftest import Api, InProcess, error_of, seed
 
 
@@ -379,3 +382,15 @@ def test_a_token_request_declaring_a_long_body_is_refused_unread(api: Api) -> No
     status, body = _declared_only(api, "POST", "/connect/token", {"Content-Type": "application/x-www-form-urlencoded"})
     assert status == 400
     assert body == {"error": "invalid_request", "error_description": "The body is too large."}
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "1e9", "-1", ""])
+def test_a_content_length_that_is_not_plain_digits_is_not_trusted(declared: str) -> None:
+    """bounded_body reads the body itself when Content-Length is not plain ASCII digits (a superscript two is isdigit())."""
+    messages = iter([{"type": "http.request", "body": b'{"a": 1}', "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [(b"content-length", declared.encode("latin-1"))]}
+    assert asyncio.run(bounded_body(Request(scope, receive), limit=100)) == b'{"a": 1}'
