@@ -12,7 +12,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,25 @@ KEY = derive_index_key(b"test pseudonym key")
 def _long_settled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Files written by a test count as modified long before their index is built (only settled indexes are saved)."""
     monkeypatch.setattr(module, "RACY_WINDOW_NS", 0)
+
+
+@pytest.fixture(autouse=True)
+def _saves_end_within_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every index a test hands over is saved (or has failed) before the test ends.
+
+    The saver's thread outlives a source that is never closed (and one whose close gave up): without
+    this, its log line of a save finishing late lands in a later test, or on the terminal.
+    """
+    savers: list[saved_module.IndexSaver] = []
+    original = saved_module.IndexSaver.__init__
+
+    def remembered(self: saved_module.IndexSaver, save: Callable[[PersonIndex], None]) -> None:
+        original(self, save)
+        savers.append(self)
+
+    monkeypatch.setattr(saved_module.IndexSaver, "__init__", remembered)
+    yield
+    assert all(saver.flush(10) for saver in savers), "an index save was still running 10 s after its test"
 
 
 def saved_at(tmp_path: Path, key: bytes = KEY, key_id: str = "k1") -> SavedIndex:
