@@ -43,7 +43,8 @@ def _saves_end_within_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     """Every index a test hands over is saved (or has failed) before the test ends.
 
     The saver's thread outlives a source that is never closed (and one whose close gave up): without
-    this, its log line of a save finishing late lands in a later test, or on the terminal.
+    this, a save finishing late could log into a later test's `capture_logs`, whose exact lists of
+    events would then fail by chance. A save still running 10 s after its test fails that test.
     """
     savers: list[saved_module.IndexSaver] = []
     original = saved_module.IndexSaver.__init__
