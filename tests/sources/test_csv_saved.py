@@ -7,6 +7,7 @@ saved index file.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import stat
 import tempfile
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
@@ -45,7 +47,12 @@ def _saves_end_within_their_test(monkeypatch: pytest.MonkeyPatch) -> Iterator[No
     The saver's thread outlives a source that is never closed (and one whose close gave up): without
     this, a save finishing late could log into a later test's `capture_logs`, whose exact lists of
     events would then fail by chance. A save still running 10 s after its test fails that test.
+
+    What the saver's thread logs outside `capture_logs` goes to a buffer of the test's own: structlog's
+    default writes to file descriptor 1, which pytest's fd capture hands back to the terminal between
+    a test's phases, just when a save handed over at the end of a test tends to log.
     """
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(io.StringIO()))  # undone by tests/conftest.py
     savers: list[saved_module.IndexSaver] = []
     original = saved_module.IndexSaver.__init__
 
