@@ -82,8 +82,7 @@ class MockMiddleware:
             await self.app(scope, receive, _tagging_send(send, correlation_id, None))
             return
 
-        declared = _header(scope, b"content-length")
-        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        if declares_more_than(_header(scope, b"content-length"), MAX_BODY_BYTES):
             body, disconnected = b"", False  # refused by the route from the header alone: nothing to wait for
         else:
             body, disconnected = await _read_body(receive, MAX_BODY_BYTES)
@@ -128,6 +127,11 @@ class MockMiddleware:
                 return
 
         await self.app(scope, replay, _tagging_send(send, correlation_id, record))
+
+
+def declares_more_than(content_length: str | None, limit: int) -> bool:
+    """Whether a Content-Length header promises more than `limit` bytes (only plain ASCII digits are believed)."""
+    return content_length is not None and content_length.isascii() and content_length.isdigit() and int(content_length) > limit
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from mocks.one.core import MockCore, Principal
 from mocks.one.errors import ApiError
-from mocks.one.middleware import MAX_BODY_BYTES
+from mocks.one.middleware import MAX_BODY_BYTES, declares_more_than
 
 JSON_TYPE = re.compile(r"^application/(json|[A-Za-z0-9.+-]+\+json)\s*(;.*)?$", re.IGNORECASE)
 
@@ -62,8 +62,7 @@ async def bounded_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes |
     not read at all), so a huge body is never held in memory. The middleware has read at most a
     little more than MAX_BODY_BYTES of it before (for the journal), and stopped there too.
     """
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declares_more_than(request.headers.get("content-length"), limit):
         return None
     body = bytearray()
     async for chunk in request.stream():
